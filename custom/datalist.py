@@ -11,6 +11,12 @@ import os
 from pathlib import Path
 
 PAIR_KEYS = {"low_dose": "image", "full_dose": "label"}
+NON_DICOM_SUFFIXES = {".nii": "nifti", ".gz": "nifti", ".npy": "numpy", ".npz": "numpy"}
+
+
+def format_family(path: str) -> str:
+    """'nifti', 'numpy' or 'dicom' (.dcm, Mayo's .IMA, no suffix): readers of different families order axes differently."""
+    return NON_DICOM_SUFFIXES.get(Path(path).suffix.lower(), "dicom")
 
 
 def load_paired_datalist(datalist_file: str | os.PathLike, split: str, base_dir: str | os.PathLike = "") -> list[dict]:
@@ -38,6 +44,13 @@ def load_paired_datalist(datalist_file: str | os.PathLike, split: str, base_dir:
         for key, file in entry.items():
             if not Path(file).exists():
                 raise FileNotFoundError(f"datalist '{path}', {split}[{index}]: {key} file '{file}' does not exist")
+        families = {format_family(file) for file in entry.values()}
+        if len(families) > 1:
+            raise ValueError(
+                f"datalist '{path}', {split}[{index}]: low_dose and full_dose are stored as {sorted(families)}; "
+                "store both in one format (MONAI reads DICOM with rows and columns swapped relative to NIfTI/NumPy, "
+                "so a mixed pair would be misaligned)"
+            )
         entries.append({**entry, "patient": str(item.get("patient", ""))})
     if not entries:
         raise ValueError(f"datalist '{path}': the '{split}' split is empty")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -180,3 +182,24 @@ def test_nonfinite_loss_stops_training_and_keeps_weights() -> None:
     assert trainer.g_optimizer.steps == 1
     assert all(torch.isfinite(p).all() for p in trainer.generator.parameters())
     assert all(torch.isfinite(p).all() for p in trainer.critic.parameters())
+
+
+def test_amp_iteration_on_cpu_uses_bfloat16_and_stays_finite() -> None:
+    trainer = make_trainer(2, random_batches(2))
+    trainer.amp = True
+    assert trainer._autocast().fast_dtype == torch.bfloat16
+    trainer.run()
+    output = trainer.state.output[0]
+    assert trainer.g_optimizer.steps == 2 and trainer.c_optimizer.steps == 4
+    assert all(math.isfinite(float(output[k])) for k in ("loss", "gradient_penalty", "wasserstein_distance"))
+
+
+def test_unreachable_hub_explains_the_offline_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision
+
+    def no_internet(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.models, "vgg19", no_internet)
+    with pytest.raises(RuntimeError, match=r"perceptual_pretrained=/path/to/weights.pth.*perceptual_pretrained=false"):
+        PerceptualLoss("vgg19", pretrained=True)
