@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from monai.inferers import SliceInferer
+from monai.inferers import SliceInferer, SlidingWindowInferer
 
 AUTOCAST_DTYPES = {"cuda": torch.float16, "cpu": torch.bfloat16}
 
@@ -29,6 +29,6 @@ class AutocastSliceInferer(SliceInferer):
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
         device_type = inputs.device.type
         with torch.autocast(device_type, dtype=AUTOCAST_DTYPES.get(device_type), enabled=self.amp):
-            if inputs.ndim == 4:  # (batch, channel, height, width): already slices
-                return network(inputs, *args, **kwargs).to(inputs.dtype)
+            if inputs.ndim == 4:  # (batch, channel, height, width): already slices, tile them like the volume's
+                return SlidingWindowInferer.__call__(self, inputs, network, *args, **kwargs).to(inputs.dtype)
             return super().__call__(inputs, network, *args, **kwargs)

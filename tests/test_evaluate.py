@@ -110,7 +110,8 @@ def test_per_slice_metrics_match_scikit_image_and_numpy(evaluation: dict) -> Non
             for name, (low, full) in evaluation["slices"].items():
                 expected = independent_metrics(low, full, window)[metric]
                 assert ldct[name] == pytest.approx(expected, abs=TOLERANCE[metric]), (metric, window_name, name)
-                assert model[name] == ldct[name], f"the identity generator changed {metric}_{window_name} of {name}"
+                # Gaussian-blended tiles of an identity generator reproduce the input up to float32 rounding
+                assert model[name] == pytest.approx(ldct[name], rel=1e-6), f"the identity generator changed {metric}_{window_name} of {name}"
 
 
 def test_noise_of_known_sigma_is_measured(evaluation: dict) -> None:
