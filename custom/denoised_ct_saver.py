@@ -19,7 +19,8 @@ from monai.data import MetaTensor, NibabelWriter
 from monai.transforms import MapTransform, SaveImage
 
 from custom.ct_series_loader import DICOM_FILES_KEY, OUTPUT_NAME_KEY
-from custom.dicom_series_writer import DEFAULT_DERIVATION, atomic_output, write_denoised_series
+from custom.atomic_output import atomic_output
+from custom.dicom_series_writer import DEFAULT_DERIVATION, write_denoised_series
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,7 @@ and never into a folder that holds the source slices.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +19,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from tqdm import tqdm
+
+from custom.atomic_output import atomic_output
 
 MODEL_NAME = "ldct_effnetv2_wgangp"
 DENOISED_LABEL = f"denoised ({MODEL_NAME})"
@@ -37,26 +37,6 @@ STALE_PIXEL_TAGS = (
     "LargestPixelValueInSeries",
 )
 STORED_DTYPES = {(8, 0): np.uint8, (8, 1): np.int8, (16, 0): np.uint16, (16, 1): np.int16}
-OUTPUT_FILE_MODE = 0o644
-
-
-@contextmanager
-def atomic_output(target: Path) -> Iterator[Path]:
-    """Yield a temporary path in `target`'s folder and move it onto `target` only once writing succeeded.
-
-    The temporary name is hidden and ends with `target`'s name, so format-by-extension writers (nibabel) still work
-    and folder scans skip it; readers of `target` never see a half-written file.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f"-{target.name}")
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        os.chmod(temporary, OUTPUT_FILE_MODE)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def refuse_input_folders(output_folder: Path, source_files: Sequence[Path]) -> None:

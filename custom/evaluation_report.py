@@ -22,7 +22,7 @@ from monai.handlers import MLFlowHandler
 from monai.utils import ImageMetaKey
 
 from custom.datalist import format_family
-from custom.dicom_series_writer import atomic_output
+from custom.atomic_output import atomic_output
 
 logger = logging.getLogger(__name__)
 

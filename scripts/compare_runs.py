@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from custom.dicom_series_writer import atomic_output  # noqa: E402
+from custom.atomic_output import atomic_output  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///bundle/eval/mlruns.db"
 DEFAULT_EXPERIMENT = "ldct_effnetv2_wgangp"

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,6 +33,8 @@ from tqdm import tqdm
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # the bundle config names classes in the repository's `custom` package
     sys.path.insert(0, str(REPO_ROOT))
+
+from custom.atomic_output import atomic_output  # noqa: E402
 
 DEFAULT_CONFIG = REPO_ROOT / "bundle" / "configs" / "inference.json"
 DEFAULT_CKPT = REPO_ROOT / "bundle" / "models" / "model.pt"
@@ -77,10 +77,7 @@ def build_generator(
 
 def export_onnx(network: nn.Module, output: Path, opset: int, metadata: dict[str, str]) -> None:
     """Trace `network` to ONNX with dynamic batch/height/width and write it atomically with `metadata`."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=".tmp-", suffix=f"-{output.name}")
-    os.close(handle)
-    try:
+    with atomic_output(output) as temporary:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
             torch.onnx.export(
@@ -97,11 +94,6 @@ def export_onnx(network: nn.Module, output: Path, opset: int, metadata: dict[str
         onnx.helper.set_model_props(model, metadata)
         onnx.checker.check_model(model)
         onnx.save(model, temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:

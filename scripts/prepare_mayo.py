@@ -38,7 +38,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from custom.default_dataset import write_nifti_slice  # noqa: E402
 from custom.dicom_series import DicomSeriesError, candidate_files, read_header, read_slice_hu  # noqa: E402
-from custom.dicom_series_writer import atomic_output  # noqa: E402
+from custom.atomic_output import atomic_output  # noqa: E402
 
 THICKNESSES = ("1mm", "3mm")
 DEFAULT_MAYO_THICKNESS = "3mm"

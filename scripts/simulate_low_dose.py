@@ -31,7 +31,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from custom.dicom_series import candidate_files, read_header, read_slice_hu  # noqa: E402
-from custom.dicom_series_writer import atomic_output  # noqa: E402
+from custom.atomic_output import atomic_output  # noqa: E402
 from custom.low_dose_simulation import (  # noqa: E402
     DEFAULT_ELECTRONIC_NOISE_VAR,
     DEFAULT_FILTER,

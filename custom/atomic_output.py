@@ -1,0 +1,31 @@
+"""Write-then-rename, so that no reader ever sees a half-written output and a failed write leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# outputs are readable by the group and others, like files written with the usual umask (mkstemp makes them 0600)
+OUTPUT_FILE_MODE = 0o644
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """Yield a temporary path in `target`'s folder and move it onto `target` only once writing succeeded.
+
+    The temporary name is hidden and ends with `target`'s name, so format-by-extension writers (nibabel) still work
+    and folder scans skip it; readers of `target` never see a half-written file.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f"-{target.name}")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.chmod(temporary, OUTPUT_FILE_MODE)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
