@@ -48,6 +48,3 @@ def enrich_mlflow_handlers(handlers: Iterable[Any], params: Mapping[str, Any]) -
 def _param(value: Any) -> Any:
     """MLflow params are strings; keep numbers and booleans readable, devices and paths as text."""
     return value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
-
-
-
