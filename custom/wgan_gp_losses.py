@@ -60,12 +60,19 @@ class GeneratorLoss(nn.Module):
         return bool(self.weights["adv"])
 
     def forward(
-        self, prediction: torch.Tensor, target: torch.Tensor, fake_scores: torch.Tensor | None = None
+        self,
+        prediction: torch.Tensor,
+        target: torch.Tensor,
+        fake_scores: torch.Tensor | None = None,
+        adversarial: bool = True,
     ) -> dict[str, torch.Tensor]:
-        """Return {"loss": total, "loss_<term>": unweighted term, ...} for the terms with a non-zero weight."""
+        """Return {"loss": total, "loss_<term>": unweighted term, ...} for the terms with a non-zero weight.
+
+        `adversarial=False` leaves the adversarial term out for this step (the trainer's warm-up).
+        """
         prediction, target = prediction.float(), target.float()
         terms: dict[str, torch.Tensor] = {}
-        if self.weights["adv"]:
+        if self.weights["adv"] and adversarial:
             if fake_scores is None:
                 raise ValueError("lambda_adv > 0 needs the critic's scores of the generated images")
             terms["adv"] = -fake_scores.float().mean()

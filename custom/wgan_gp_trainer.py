@@ -46,6 +46,10 @@ class WGANGPTrainer(Trainer):
         g_optimizer, c_optimizer: optimisers of the generator and the critic.
         g_loss_function: the generator's multi-term loss.
         n_critic: critic steps per generator step; ignored when the loss has no adversarial term.
+        adversarial_warmup: generator iterations trained on the other terms alone before the critic and the
+            adversarial term start. A critic that starts against an untrained generator pushes it towards texture
+            and intensity offsets that the reference does not have; warming up on L1 (+ perceptual) first, as
+            ESRGAN-style training does, starts the adversarial game from a denoiser.
         lambda_gp: weight of the gradient penalty in the critic loss.
         amp: mixed precision; float16 with loss scaling on CUDA, bfloat16 on CPU.
     """
@@ -62,6 +66,7 @@ class WGANGPTrainer(Trainer):
         c_optimizer: Optimizer | None = None,
         n_critic: int = 5,
         lambda_gp: float = 10.0,
+        adversarial_warmup: int = 0,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -107,6 +112,9 @@ class WGANGPTrainer(Trainer):
         self.g_loss_function = g_loss_function
         self.n_critic = n_critic if g_loss_function.uses_critic else 0
         self.lambda_gp = lambda_gp
+        if adversarial_warmup < 0:
+            raise ValueError(f"adversarial_warmup must be >= 0 iterations, got {adversarial_warmup}")
+        self.adversarial_warmup = adversarial_warmup
         # the generator's optimiser is the one MONAI handlers (LrScheduleHandler, MLflow lr logging) look for
         self.optimizer = g_optimizer
         self.state.critic_iterations = 0
@@ -169,8 +177,10 @@ class WGANGPTrainer(Trainer):
         inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)[:2]
         engine.state.output = output = {CommonKeys.IMAGE: inputs, CommonKeys.LABEL: targets}
         engine.generator.train()
+        # ignite counts iterations from 1 and has already counted this one
+        adversarial = bool(engine.n_critic) and engine.state.iteration > engine.adversarial_warmup
 
-        if engine.n_critic:
+        if adversarial:
             engine.critic.train()
             with torch.no_grad(), engine._autocast():
                 fake = engine.generator(inputs)
@@ -187,10 +197,10 @@ class WGANGPTrainer(Trainer):
         engine.g_optimizer.zero_grad(set_to_none=True)
         with engine._autocast():
             prediction = engine.generator(inputs)
-            fake_scores = critic_module(prediction) if engine.n_critic else None
-        terms = engine.g_loss_function(prediction, targets, fake_scores)
+            fake_scores = critic_module(prediction) if adversarial else None
+        terms = engine.g_loss_function(prediction, targets, fake_scores, adversarial=adversarial)
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        if engine.n_critic:
+        if adversarial:
             critic_module.requires_grad_(True)
         output[CommonKeys.PRED] = prediction.detach()
         if not engine._stop_if_nonfinite(terms):

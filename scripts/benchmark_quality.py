@@ -24,17 +24,18 @@ Every run (learned, classical, LDCT) is an MLflow run in one experiment (`--expe
 to <output>/validation_curves.png.
 
 Data: `--datalist` takes any paired datalist (e.g. real Mayo pairs from scripts/prepare_mayo.py). Without it, the
-developers' real CT slices (`--data-dir`, default ../shared/data/ct) get simulated quarter dose
+developers' real CT slices (`--data-dir`, default ../shared/data/ct) get simulated low dose
 (custom.low_dose_simulation) and are split by series, so no patient is in two splits:
-  test        totalsegmentator_abdomen_siemens (20 Siemens abdominal slices, 3 mm: the Mayo-like task)
+  test        totalsegmentator_abdomen_siemens (20 Siemens abdominal slices, 3 mm: the Mayo-like task), quarter dose
   validation  dcmqi_ct3slice_GE_liver (3 GE abdominal slices)
   training    dcm_qa_ct_GE_head (28 slices) and dcm_qa_ct_Philips_headphantom (4 phantom slices)
 The NIfTI volume totalsegmentator_example_ct_3mm.nii.gz is left out: it is TotalSegmentator's example subject,
-very likely the same patient as the test series.
+very likely the same patient as the test series. Training and validation series are simulated at the dose that gives
+them the test series' quarter-dose noise (SERIES_DOSE_FRACTIONS; the report prints each split's noise level).
 
-Example (the reduced CPU budget documented in the model card):
-    python scripts/benchmark_quality.py --iterations 80 --val-every 20 --batch-size 8 --patch-size 64 \\
-        --learning-rate 1e-4 --seeds 1 --max-test-slices 10
+Example (the reduced CPU budget documented in the model card, about 50 minutes on 2 cores):
+    python scripts/benchmark_quality.py --iterations 120 --val-every 20 --batch-size 16 --patch-size 64 \\
+        --learning-rate 1e-4 --seeds 2 --max-test-slices 10
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ SERIES_SPLITS = {
     "validation": ("dcmqi_ct3slice_GE_liver",),
     "test": ("totalsegmentator_abdomen_siemens",),
 }
+QUARTER_DOSE = 0.25
+# Dose fractions that give the training and validation series the test series' quarter-dose noise (about 25 HU std
+# in soft tissue): at one quarter, the smaller head and the GE liver scans get 9 and 14 HU. Mayo's patients share one
+# protocol, so their splits match by design; here a denoiser trained on 9 HU noise would be scored on 25 HU, and the
+# classical methods tuned on 14 HU. Inserted noise variance goes as (1 - d) / d, so d = 1 / (1 + 3 (25 / s)^2).
+SERIES_DOSE_FRACTIONS = {"dcm_qa_ct_GE_head": 0.04, "dcm_qa_ct_Philips_headphantom": 0.04, "dcmqi_ct3slice_GE_liver": 0.095}
 
 # train.json overrides that turn the shipped recipe into each learned method
 LEARNED_METHODS: dict[str, dict[str, Any]] = {
@@ -135,7 +142,7 @@ def _tv(hu: np.ndarray, weight: float) -> np.ndarray:
 # grids span weak to strong smoothing around quarter-dose noise (about 10-30 HU std); a choice at either end of
 # its grid is flagged in the JSON (`chosen_at_grid_edge`)
 CLASSICAL_METHODS = {
-    "bm3d": ClassicalMethod("sigma_psd_hu", (5.0, 10.0, 15.0, 30.0), (20.0, 40.0), _bm3d),
+    "bm3d": ClassicalMethod("sigma_psd_hu", (10.0, 20.0, 30.0, 45.0, 60.0), (20.0, 40.0), _bm3d),
     "nlm": ClassicalMethod("h_hu", (3.0, 6.0, 10.0, 20.0, 40.0), (20.0, 40.0), _nlm),
     "tv": ClassicalMethod("weight_hu", (2.0, 5.0, 10.0, 20.0, 40.0), (20.0, 40.0), _tv),
 }
@@ -147,12 +154,13 @@ ALL_METHODS = (*LEARNED_METHODS, *CLASSICAL_METHODS, REFERENCE_METHOD)
 
 
 def build_default_datalist(
-    data_dir: Path, output_dir: Path, seed: int, series_splits: dict[str, tuple[str, ...]] = SERIES_SPLITS
+    data_dir: Path, output_dir: Path, seed: int, series_splits: dict[str, tuple[str, ...]] = SERIES_SPLITS,
+    dose_fractions: dict[str, float] = SERIES_DOSE_FRACTIONS,
 ) -> Path:
-    """Simulated quarter-dose pairs of the shared real CT, split by series (see the module docstring).
+    """Simulated low-dose pairs of the shared real CT, split by series, at matched noise (see the module docstring).
 
-    scripts/simulate_low_dose.py does the simulation from a datalist of full-dose files that carries the split;
-    its output is reused while the sources and the simulation settings stay the same (a 512x512 slice takes
+    scripts/simulate_low_dose.py simulates each dose group from a datalist of full-dose files that carries the split;
+    the merged output is reused while the sources and the simulation settings stay the same (a 512x512 slice takes
     seconds to simulate on a CPU).
     """
     from custom.dicom_series import candidate_files
@@ -163,24 +171,33 @@ def build_default_datalist(
     if missing:
         raise FileNotFoundError(f"{data_dir}: missing CT series {missing}; pass --datalist or --data-dir")
     sources = {
-        split: [{"full_dose": str(path.resolve()), "patient": series}
+        split: [{"full_dose": str(path.resolve()), "patient": series,
+                 "dose_fraction": dose_fractions.get(series, QUARTER_DOSE)}
                 for series in names for path in candidate_files(data_dir / series) if simulate_low_dose.is_image_file(path)]
         for split, names in series_splits.items()
     }
     data_folder = output_dir / "data"
     datalist = data_folder / simulate_low_dose.DATALIST_NAME
     # the simulator's calibration is part of the recipe: recalibrating it must not reuse stale pairs
-    simulation = {"dose_fraction": 0.25, "incident_flux": DEFAULT_INCIDENT_FLUX,
-                  "electronic_noise_var": DEFAULT_ELECTRONIC_NOISE_VAR, "seed": seed}
+    simulation = {"incident_flux": DEFAULT_INCIDENT_FLUX, "electronic_noise_var": DEFAULT_ELECTRONIC_NOISE_VAR, "seed": seed}
     recipe = json.dumps({"sources": sources, "simulation": simulation}, indent=1)
     recipe_file = data_folder / "sources.json"
     if datalist.is_file() and recipe_file.is_file() and recipe_file.read_text() == recipe:
         return datalist
-    source_datalist = output_dir / "full_dose_datalist.json"
-    write_text_atomically(source_datalist, json.dumps(sources, indent=1))
-    with contextlib.redirect_stdout(sys.stderr):
-        simulate_low_dose.main([str(source_datalist), str(data_folder),
-                                *(f"--{key.replace('_', '-')}={value}" for key, value in simulation.items())])
+    merged: dict[str, list[dict[str, str]]] = {split: [] for split in sources}
+    for dose_fraction in sorted({entry["dose_fraction"] for entries in sources.values() for entry in entries}):
+        group = {split: [entry for entry in entries if entry["dose_fraction"] == dose_fraction]
+                 for split, entries in sources.items()}
+        group_source = output_dir / f"full_dose_datalist_dose_{dose_fraction:g}.json"
+        group_folder = data_folder / f"dose_{dose_fraction:g}"
+        write_text_atomically(group_source, json.dumps(group, indent=1))
+        with contextlib.redirect_stdout(sys.stderr):
+            simulate_low_dose.main([str(group_source), str(group_folder), f"--dose-fraction={dose_fraction}",
+                                    *(f"--{key.replace('_', '-')}={value}" for key, value in simulation.items())])
+        simulated = json.loads((group_folder / simulate_low_dose.DATALIST_NAME).read_text())
+        for split in merged:
+            merged[split] += [{**entry, "dose_fraction": dose_fraction} for entry in simulated.get(split, [])]
+    write_text_atomically(datalist, json.dumps(merged, indent=2))
     write_text_atomically(recipe_file, recipe)
     return datalist
 
@@ -216,6 +233,20 @@ class BundleScoring:
                 for name, metric in metrics.items():
                     scores[f"{name}_{window}"].append(float(metric(prediction_w, label_w).mean()))
         return scores
+
+    def noise_std_hu(self, items: Sequence[dict]) -> float:
+        """Mean over slices of the low-dose noise std (low minus full dose) where the full dose is in [-160, 240] HU.
+
+        It shows whether the splits carry the same noise level, which training and tuning on one split and scoring
+        on another assume.
+        """
+        stds = []
+        for item in items:
+            sample = self.preprocessing(dict(item))
+            full_dose_hu = sample["label"] * self.hu_span + self.hu_min
+            soft_tissue = (full_dose_hu > -160) & (full_dose_hu < 240)
+            stds.append(float(((sample["image"] - sample["label"]) * self.hu_span)[soft_tissue].std()))
+        return float(np.mean(stds))
 
     def hu_denoiser(self, method: ClassicalMethod, strength: float) -> Callable[[torch.Tensor], torch.Tensor]:
         """Run a HU-domain classical denoiser on the bundle's normalised slices."""
@@ -288,6 +319,7 @@ class Budget:
     patch_size: int
     backbone: str
     learning_rate: float | None
+    adversarial_warmup: int | None
     train_seconds: float | None
     perceptual_pretrained: str
     num_workers: int
@@ -303,6 +335,8 @@ class Budget:
         }
         if self.learning_rate is not None:
             values["learning_rate"] = self.learning_rate
+        if self.adversarial_warmup is not None:
+            values["adversarial_warmup"] = self.adversarial_warmup
         if self.device:
             values["device"] = f"$torch.device('{self.device}')"
         return values
@@ -317,26 +351,28 @@ def train_and_score(
 
     run_name = f"{method}_seed{seed}"
     bundle_root = output_dir / "runs" / run_name
-    with contextlib.redirect_stdout(sys.stderr):  # the bundle's logging.conf logs to stdout: keep it for the table
+    # logging.conf and the bundle's StatsHandlers log to whatever sys.stdout is when they are set up: keep stdout
+    # for the table
+    with contextlib.redirect_stdout(sys.stderr):
         workflow = ConfigWorkflow(
             config_file=str(TRAIN_CONFIG), meta_file=str(META_FILE), workflow_type="train", tracking="mlflow",
             **budget.overrides(), **LEARNED_METHODS[method], seed=seed, datalist=str(datalist),
             bundle_root=str(bundle_root), tracking_uri=tracker.uri, experiment_name=tracker.experiment, run_name=run_name,
         )
-    workflow.initialize()
-    trainer = workflow.parser.get_parsed_content("train#trainer")
-    if budget.train_seconds:
-        deadline = time.monotonic() + budget.train_seconds
+        workflow.initialize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        if budget.train_seconds:
+            deadline = time.monotonic() + budget.train_seconds
 
-        @trainer.on(Events.EPOCH_COMPLETED)
-        def _stop_at_deadline(engine: Any) -> None:  # after the epoch's validation, so model.pt is current
-            if time.monotonic() >= deadline:
-                engine.terminate()
+            @trainer.on(Events.EPOCH_COMPLETED)
+            def _stop_at_deadline(engine: Any) -> None:  # after the epoch's validation, so model.pt is current
+                if time.monotonic() >= deadline:
+                    engine.terminate()
 
-    start = time.perf_counter()
-    workflow.run()
-    train_seconds = time.perf_counter() - start
-    workflow.finalize()
+        start = time.perf_counter()
+        workflow.run()
+        train_seconds = time.perf_counter() - start
+        workflow.finalize()
     if getattr(trainer.state, "nonfinite_loss", None):
         raise RuntimeError(f"{run_name}: training stopped on a non-finite {trainer.state.nonfinite_loss}")
 
@@ -412,11 +448,15 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | Non
 
 
 def paired_difference(runs: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]], name: str) -> dict[str, float]:
-    """Slice-wise difference of `name` against a reference method (seeds paired in order, or the one reference)."""
-    differences = np.array([
-        np.array(run["scores"][name]) - np.array(reference[index % len(reference)]["scores"][name])
-        for index, run in enumerate(runs)
-    ])
+    """Slice-wise difference of `name` against a reference method.
+
+    Runs pair with the reference's runs seed by seed when both have as many; otherwise (a classical method against
+    the learned baseline, or the reverse) each run is compared with the reference's per-slice mean over its runs.
+    """
+    reference_scores = np.array([run["scores"][name] for run in reference])
+    if len(reference) != len(runs):
+        reference_scores = reference_scores.mean(axis=0, keepdims=True).repeat(len(runs), axis=0)
+    differences = np.array([run["scores"][name] for run in runs]) - reference_scores
     return {"mean": float(differences.mean()), "std_slices": float(differences.std(axis=1).mean())}
 
 
@@ -431,7 +471,8 @@ def _cell(stats: dict[str, float | None], digits: int) -> str:
 
 def markdown_report(result: dict[str, Any]) -> str:
     """One table per HU convention; deltas are paired over the same test slices."""
-    lines = []
+    noise = ", ".join(f"{split} {std:.1f}" for split, std in result["soft_tissue_noise_std_hu"].items())
+    lines = [f"Low-dose noise (std of low minus full dose where the full dose is in [-160, 240] HU): {noise} HU", ""]
     methods = result["methods"]
     for window, (hu_range, data_range) in WINDOWS.items():
         lines += [
@@ -489,6 +530,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--patch-size", type=int, default=64, help="patch side in pixels (default 64, as the paper)")
     budget.add_argument("--backbone", default="efficientnetv2_m", help="generator backbone (default efficientnetv2_m)")
     budget.add_argument("--learning-rate", type=float, help="Adam learning rate (default: train.json's)")
+    budget.add_argument("--adversarial-warmup", type=int,
+                        help="generator iterations before the critic starts (default: train.json's)")
     budget.add_argument("--seeds", type=int, default=1, help="training seeds per learned method (the paper: 10)")
     budget.add_argument("--perceptual-pretrained", default="false",
                         help="false (random VGG19 features, offline), true (torchvision download) or a weights file")
@@ -521,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     scoring = BundleScoring(datalist)
     tracker = Tracker(tracking_uri, args.experiment, output_dir / "mlartifacts")
     budget = Budget(args.iterations, args.val_every, args.batch_size, args.patch_size, args.backbone, args.learning_rate,
-                    args.train_seconds, args.perceptual_pretrained, args.num_workers, args.device)
+                    args.adversarial_warmup, args.train_seconds, args.perceptual_pretrained, args.num_workers, args.device)
     methods = [m for m in ALL_METHODS if m in args.methods or m == REFERENCE_METHOD]
 
     runs_by_method: dict[str, list[dict[str, Any]]] = {}
@@ -536,8 +579,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             run = score_input(test_items, scoring, tracker)
         runs_by_method.setdefault(method, []).append(run)
 
+    noise = {split: round(scoring.noise_std_hu(items), 2) for split, items in
+             (("training", load_paired_datalist(datalist, "training")), ("validation", validation_items), ("test", test_items))}
     result = {
         "datalist": str(datalist), "test_slices": len(test_items), "validation_slices": len(validation_items),
+        "soft_tissue_noise_std_hu": noise,
         "budget": {**vars(budget), "max_epochs": math.ceil(args.iterations / args.val_every), "seeds": args.seeds,
                    "quick": args.quick},
         "tracking_uri": tracking_uri, "experiment": args.experiment,

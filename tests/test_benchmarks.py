@@ -68,6 +68,9 @@ def test_quality_table_has_every_method_and_convention(quality_run: tuple[dict, 
     assert json.loads((output_dir / "quality.json").read_text())["methods"].keys() == result["methods"].keys()
     assert (output_dir / "validation_curves.png").read_bytes().startswith(PNG_MAGIC)
     assert "ours_minus_red_cnn_psnr_w400_db" in result["targets"]
+    noise = result["soft_tissue_noise_std_hu"]
+    assert set(noise) == {"training", "validation", "test"} and all(0 < std < 500 for std in noise.values())
+    assert f"test {noise['test']:.1f}" in table
 
 
 def test_classical_strength_is_chosen_on_validation(quality_run: tuple[dict, Path, Path]) -> None:
@@ -201,14 +204,19 @@ def test_default_data_is_simulated_once_and_split_by_series(tmp_path: Path) -> N
         (data_dir / names[0]).mkdir(parents=True)
         shutil.copy(source, data_dir / names[0] / "slice.dcm")
     output_dir = tmp_path / "out"
-    datalist = benchmark_quality.build_default_datalist(data_dir, output_dir, seed=0, series_splits=splits)
+    dose_fractions = {"series_a": 0.05}  # series_b and series_c stay at quarter dose
+    datalist = benchmark_quality.build_default_datalist(data_dir, output_dir, 0, splits, dose_fractions)
+    noise = {}
     for split, (series,) in splits.items():
         (entry,) = benchmark_quality.load_paired_datalist(datalist, split)
         assert entry["patient"] == series
         low, full = (np.asarray(nib.load(entry[key]).dataobj) for key in ("image", "label"))
         assert low.shape == full.shape == (128, 128) and 0 < np.abs(low - full).mean() < 200
+        noise[split] = float(np.std(low - full))
+    # the same slice at a twentieth of the dose is much noisier than at a quarter: (1 - d) / d is 19 against 3
+    assert noise["training"] > 1.8 * noise["test"] and noise["validation"] < 1.3 * noise["test"]
     written = datalist.stat().st_mtime_ns
-    assert benchmark_quality.build_default_datalist(data_dir, output_dir, seed=0, series_splits=splits) == datalist
+    assert benchmark_quality.build_default_datalist(data_dir, output_dir, 0, splits, dose_fractions) == datalist
     assert datalist.stat().st_mtime_ns == written  # same sources and settings: reused, not simulated again
     with pytest.raises(FileNotFoundError, match="missing CT series \\['absent'\\]"):
         benchmark_quality.build_default_datalist(data_dir, output_dir, seed=0, series_splits={"test": ("absent",)})

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from ignite.engine import Events
 from torch import nn
 
 from custom.critic import WGANCritic
@@ -125,7 +126,9 @@ class CountingAdam(torch.optim.Adam):
         return super().step(closure)
 
 
-def make_trainer(n_critic: int, batches: list[dict], lambda_adv: float = 1e-3) -> WGANGPTrainer:
+def make_trainer(
+    n_critic: int, batches: list[dict], lambda_adv: float = 1e-3, adversarial_warmup: int = 0
+) -> WGANGPTrainer:
     torch.manual_seed(0)
     generator = EfficientNetV2Denoiser(SMALL_BACKBONE, decoder_channels=(32, 16, 16, 8, 8), stem_channels=8)
     critic = WGANCritic(base_channels=8, num_layers=3)
@@ -139,6 +142,7 @@ def make_trainer(n_critic: int, batches: list[dict], lambda_adv: float = 1e-3) -
         c_optimizer=CountingAdam(critic.parameters(), lr=1e-4),
         g_loss_function=GeneratorLoss(lambda_adv=lambda_adv, lambda_perceptual=0.0),
         n_critic=n_critic,
+        adversarial_warmup=adversarial_warmup,
     )
 
 
@@ -165,6 +169,18 @@ def test_no_adversarial_term_trains_no_critic() -> None:
     trainer.run()
     assert trainer.c_optimizer.steps == 0 and trainer.g_optimizer.steps == 2
     assert "loss_adv" not in trainer.state.output[0]
+
+
+def test_adversarial_warmup_trains_the_generator_alone_first() -> None:
+    trainer = make_trainer(3, random_batches(3), adversarial_warmup=2)
+    seen: list[bool] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: seen.append("loss_adv" in engine.state.output[0]))
+    trainer.run()
+    assert trainer.g_optimizer.steps == 3
+    assert trainer.c_optimizer.steps == trainer.state.critic_iterations == 3  # iteration 3 only
+    assert seen == [False, False, True]
+    with pytest.raises(ValueError, match="adversarial_warmup"):
+        make_trainer(3, random_batches(1), adversarial_warmup=-1)
 
 
 def test_adversarial_loss_without_critic_steps_is_refused() -> None:
