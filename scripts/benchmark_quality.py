@@ -106,6 +106,7 @@ LABELS = {
 REFERENCE_METHOD = "ldct"
 BASELINE_METHOD = "red_cnn"
 WINDOWS = {"w400": ("[-160, 240] HU", 400.0), "w2000": ("[-1000, 1000] HU", 2000.0)}
+SOFT_TISSUE_HU = (-160.0, 240.0)  # where the split noise levels are measured: the primary window
 METRICS = ("psnr", "ssim", "rmse")
 HEADLINE = "psnr_w400"
 TARGET_MARGIN_DB = 0.3
@@ -235,7 +236,7 @@ class BundleScoring:
         return scores
 
     def noise_std_hu(self, items: Sequence[dict]) -> float:
-        """Mean over slices of the low-dose noise std (low minus full dose) where the full dose is in [-160, 240] HU.
+        """Mean over slices of the low-dose noise std (low minus full dose) where the full dose is in SOFT_TISSUE_HU.
 
         It shows whether the splits carry the same noise level, which training and tuning on one split and scoring
         on another assume.
@@ -244,7 +245,7 @@ class BundleScoring:
         for item in items:
             sample = self.preprocessing(dict(item))
             full_dose_hu = sample["label"] * self.hu_span + self.hu_min
-            soft_tissue = (full_dose_hu > -160) & (full_dose_hu < 240)
+            soft_tissue = (full_dose_hu > SOFT_TISSUE_HU[0]) & (full_dose_hu < SOFT_TISSUE_HU[1])
             stds.append(float(((sample["image"] - sample["label"]) * self.hu_span)[soft_tissue].std()))
         return float(np.mean(stds))
 
@@ -472,7 +473,8 @@ def _cell(stats: dict[str, float | None], digits: int) -> str:
 def markdown_report(result: dict[str, Any]) -> str:
     """One table per HU convention; deltas are paired over the same test slices."""
     noise = ", ".join(f"{split} {std:.1f}" for split, std in result["soft_tissue_noise_std_hu"].items())
-    lines = [f"Low-dose noise (std of low minus full dose where the full dose is in [-160, 240] HU): {noise} HU", ""]
+    low, high = SOFT_TISSUE_HU
+    lines = [f"Low-dose noise (std of low minus full dose where the full dose is in [{low:g}, {high:g}] HU): {noise} HU", ""]
     methods = result["methods"]
     for window, (hu_range, data_range) in WINDOWS.items():
         lines += [
