@@ -12,121 +12,12 @@ run records that parameter, and epochs otherwise. Runs with a single value (e.g.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Run  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from custom.atomic_output import atomic_output  # noqa: E402
-
-DEFAULT_TRACKING_URI = "sqlite:///bundle/eval/mlruns.db"
-DEFAULT_EXPERIMENT = "ldct_effnetv2_wgangp"
-DEFAULT_CURVES = ("psnr_w400", "ssim_w400")
-# per-iteration training curves are too many columns for a table; they stay in MLflow
-TRAINING_METRIC_PREFIX = "train_"
-RUN_NAME_TAG = "mlflow.runName"
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    with atomic_output(path) as temporary:
-        temporary.write_text(text)
-
-
-def load_runs(client: MlflowClient, experiment_name: str) -> list[Run]:
-    """Every run of the experiment, oldest first; a clear error when the experiment does not exist."""
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        known = [e.name for e in client.search_experiments()]
-        raise SystemExit(f"no experiment '{experiment_name}' in {client.tracking_uri} (experiments: {known})")
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"], max_results=10000)
-
-
-def run_label(run: Run) -> str:
-    return run.data.tags.get(RUN_NAME_TAG) or run.info.run_id[:8]
-
-
-def differing_params(runs: Sequence[Run]) -> list[str]:
-    """Parameter names whose value is not the same in every run (a missing parameter counts as a value)."""
-    names = sorted({name for run in runs for name in run.data.params})
-    return [name for name in names if len({run.data.params.get(name) for run in runs}) > 1]
-
-
-def table_metrics(runs: Sequence[Run], requested: Sequence[str] | None) -> list[str]:
-    if requested:
-        return list(requested)
-    names = {name for run in runs for name in run.data.metrics}
-    return sorted(name for name in names if not name.startswith(TRAINING_METRIC_PREFIX))
-
-
-def format_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return str(value).replace("|", "\\|")
-
-
-def runs_table(runs: Sequence[Run], params: Sequence[str], metrics: Sequence[str]) -> str:
-    """Markdown: run, status, the differing params, then the final metrics."""
-    header = ["run", "status", *params, *metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
-        cells = [run_label(run), run.info.status, *(run.data.params.get(name) for name in params),
-                 *(run.data.metrics.get(name) for name in metrics)]
-        lines.append("| " + " | ".join(format_value(cell) for cell in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def metric_curve(client: MlflowClient, run: Run, metric: str) -> list[tuple[float, float]]:
-    """(training step, value) of one metric, steps scaled by the run's `epoch_length` when it has one."""
-    history = client.get_metric_history(run.info.run_id, metric)
-    scale = run.data.params.get("epoch_length")
-    factor = int(scale) if scale and scale.isdigit() else 1
-    return sorted((point.step * factor, point.value) for point in history)
-
-
-def plot_curves(client: MlflowClient, runs: Sequence[Run], metrics: Sequence[str], path: Path) -> int:
-    """Write one panel per metric; returns how many curves were drawn."""
-    figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
-    drawn = 0
-    any_scaled = any((run.data.params.get("epoch_length") or "").isdigit() for run in runs)
-    for axis, metric in zip(axes[0], metrics):
-        for index, run in enumerate(tqdm(runs, desc=f"history {metric}", file=sys.stderr, leave=False)):
-            curve = metric_curve(client, run, metric)
-            if not curve:
-                continue
-            steps, values = zip(*curve)
-            style = {"label": run_label(run), "color": f"C{index % 10}"}  # a run keeps its colour in every panel
-            if len(curve) == 1:
-                axis.axhline(values[0], linestyle="--", linewidth=1, **style)
-            else:
-                axis.plot(steps, values, marker="o", markersize=3, **style)
-            drawn += 1
-        axis.set_title(f"validation {metric}")
-        axis.set_xlabel("training iteration" if any_scaled else "epoch")
-        axis.set_ylabel(metric)
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=7)
-    figure.tight_layout()
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    return drawn
+from custom.conventions import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+from custom.evaluation.run_comparison import DEFAULT_CURVES, run
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -141,26 +32,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    client = MlflowClient(tracking_uri=args.tracking_uri)
-    runs = load_runs(client, args.experiment)
-    if not runs:
-        raise SystemExit(f"experiment '{args.experiment}' in {args.tracking_uri} has no runs")
-    params = differing_params(runs)
-    metrics = table_metrics(runs, args.metrics)
-    print(runs_table(runs, params, metrics))
-    curves = plot_curves(client, runs, args.curves, args.plot)
-    print(f"wrote {args.plot} ({curves} curves)", file=sys.stderr)
-    summary = {
-        "tracking_uri": args.tracking_uri, "experiment": args.experiment, "differing_params": params,
-        "plot": str(args.plot), "curves": curves,
-        "runs": [{"run": run_label(run), "run_id": run.info.run_id, "status": run.info.status,
-                  "params": {name: run.data.params.get(name) for name in params},
-                  "metrics": {name: run.data.metrics.get(name) for name in metrics}} for run in runs],
-    }
-    if args.json:
-        write_text_atomically(args.json, json.dumps(summary, indent=2) + "\n")
-    return summary
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,30 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import onnx
-import onnxruntime
-import torch
-from monai.bundle import ConfigParser
-from torch import nn
-from tqdm import tqdm
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # the bundle config names classes in the repository's `custom` package
-    sys.path.insert(0, str(REPO_ROOT))
-
-from custom.atomic_output import atomic_output  # noqa: E402
-
-DEFAULT_CONFIG = REPO_ROOT / "bundle" / "configs" / "inference.json"
-DEFAULT_CKPT = REPO_ROOT / "bundle" / "models" / "model.pt"
-INPUT_NAME, OUTPUT_NAME = "image", "pred"
-DYNAMIC_AXES = {name: {0: "batch", 2: "height", 3: "width"} for name in (INPUT_NAME, OUTPUT_NAME)}
-TRACE_SHAPE = (2, 1, 64, 64)
+from custom.deploy.onnx_export import DEFAULT_CKPT, DEFAULT_CONFIG, DEFAULT_OUTPUT, export_and_check
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -55,75 +35,6 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return batch, 1, height, width
 
 
-def build_generator(
-    config_file: Path, ckpt_file: Path | None, overrides: dict
-) -> tuple[nn.Module, ConfigParser]:
-    """`network_def` of the bundle config in eval mode, with the weights of `ckpt_file` (None: as initialised)."""
-    parser = ConfigParser()
-    parser.read_config(config_file)
-    parser.update(overrides)
-    network = parser.get_parsed_content("network_def").eval()
-    if ckpt_file is not None:
-        try:
-            state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
-            network.load_state_dict(state)
-        except (OSError, RuntimeError) as error:
-            raise RuntimeError(
-                f"cannot load the generator weights '{ckpt_file}' into network_def of '{config_file}' "
-                f"(is --backbone the one it was trained with?): {error}"
-            ) from error
-    return network, parser
-
-
-def export_onnx(network: nn.Module, output: Path, opset: int, metadata: dict[str, str]) -> None:
-    """Trace `network` to ONNX with dynamic batch/height/width and write it atomically with `metadata`."""
-    with atomic_output(output) as temporary:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-            torch.onnx.export(
-                network,
-                (torch.rand(TRACE_SHAPE),),
-                temporary,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes=DYNAMIC_AXES,
-                opset_version=opset,
-                dynamo=False,
-            )
-        model = onnx.load(temporary)
-        onnx.helper.set_model_props(model, metadata)
-        onnx.checker.check_model(model)
-        onnx.save(model, temporary)
-
-
-def median_ms(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `run` in milliseconds, after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
-
-
-def compare_with_eager(
-    network: nn.Module, session: onnxruntime.InferenceSession, shapes: Sequence[tuple[int, ...]], seed: int
-) -> list[dict]:
-    """Largest absolute difference between ONNX Runtime and eager PyTorch on random inputs of each shape."""
-    generator = torch.Generator().manual_seed(seed)
-    results = []
-    for shape in tqdm(shapes, desc="ONNX Runtime vs PyTorch", unit="shape"):
-        image = torch.rand(shape, generator=generator)
-        with torch.no_grad():
-            expected = network(image).numpy()
-        actual = session.run([OUTPUT_NAME], {INPUT_NAME: image.numpy()})[0]
-        if actual.shape != expected.shape:
-            raise RuntimeError(f"ONNX output shape {actual.shape} differs from PyTorch {expected.shape} for {shape}")
-        results.append({"input_shape": list(shape), "max_abs_diff": float(np.abs(actual - expected).max())})
-    return results
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config_file", type=Path, default=DEFAULT_CONFIG, help="bundle config with network_def")
@@ -134,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip --ckpt_file and export the initialised network, which is the identity: for latency only",
     )
     parser.add_argument("--backbone", help="override the config's backbone (must match the checkpoint)")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "bundle" / "models" / "model.onnx")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--opset", type=int, default=18)
     parser.add_argument(
         "--check_shapes",
@@ -148,51 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--benchmark_repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-
-    benchmark_shape = (1, 1, args.benchmark_size, args.benchmark_size) if args.benchmark_size else None
-    shapes = [*args.check_shapes, *([benchmark_shape] if benchmark_shape else [])]
-    overrides = {"network_def#backbone": args.backbone} if args.backbone else {}
-    network, config = build_generator(args.config_file, None if args.random_init else args.ckpt_file, overrides)
-    size_multiple = int(network.size_multiple)
-    bad = [shape for shape in shapes if shape[2] % size_multiple or shape[3] % size_multiple]
-    if bad:
-        parser.error(f"height and width must be multiples of {size_multiple} for the ONNX model, got {bad}")
-
-    hu_min, hu_max = (config.get_parsed_content(key) for key in ("hu_min", "hu_max"))
-    metadata = {
-        "size_multiple": str(size_multiple),
-        "input": f"{INPUT_NAME}: (batch, 1, height, width) float32, HU clipped to [{hu_min}, {hu_max}] -> [0, 1]",
-        "output": f"{OUTPUT_NAME}: same shape and scale; HU = {hu_min} + {OUTPUT_NAME} * ({hu_max} - ({hu_min}))",
-        "padding": f"pad height and width to multiples of {size_multiple} (replicate) and crop the output back",
-        "backbone": str(config.get_parsed_content("network_def#backbone")),
-    }
-    export_onnx(network, args.output, args.opset, metadata)
-    session = onnxruntime.InferenceSession(str(args.output), providers=["CPUExecutionProvider"])
-    checks = compare_with_eager(network, session, args.check_shapes, args.seed)
-    largest = max(check["max_abs_diff"] for check in checks)
-    report = {
-        "onnx_file": str(args.output),
-        "backbone": metadata["backbone"],
-        "opset": args.opset,
-        "dynamic_axes": DYNAMIC_AXES[INPUT_NAME],
-        "size_multiple": size_multiple,
-        "checks": checks,
-        "max_abs_diff": largest,
-        "tolerance": args.tolerance,
-        "passed": largest <= args.tolerance,
-    }
-    if args.benchmark_size:
-        image = torch.rand(benchmark_shape)
-        with torch.no_grad():
-            report["benchmark"] = {
-                "input_shape": list(benchmark_shape),
-                "repeats": args.benchmark_repeats,
-                "onnxruntime_cpu_ms": median_ms(
-                    lambda: session.run([OUTPUT_NAME], {INPUT_NAME: image.numpy()}), args.benchmark_repeats
-                ),
-                "pytorch_cpu_ms": median_ms(lambda: network(image), args.benchmark_repeats),
-                "threads": torch.get_num_threads(),
-            }
+    try:
+        report = export_and_check(args)
+    except ValueError as error:
+        parser.error(str(error))
     print(json.dumps(report, indent=2))
     return 0 if report["passed"] else 1
 

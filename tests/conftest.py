@@ -1,19 +1,17 @@
-"""Shared fixtures: the repository root on sys.path and the optional shared real-CT folder."""
+"""Shared fixtures: the repository root, the command-line scripts, and the optional shared real CT."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_CT_DIR = REPO_ROOT.parent / "shared" / "data" / "ct"
-
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from custom.conventions import REPO_ROOT, SHARED_CT_DIR
 
 torch.set_num_threads(max(1, os.cpu_count() or 1))
 
@@ -21,6 +19,20 @@ torch.set_num_threads(max(1, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def script() -> Callable[[str], ModuleType]:
+    """Import ``scripts/<name>.py`` (scripts are command-line files, not a package) to call its ``main(argv)``."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,70 @@
+"""The project's conventions, each defined once: HU windows and data ranges, datalist keys and names, default paths.
+
+Every module, script, test and config that needs one of these imports it from here (configs through
+``$import custom.conventions as conventions``), so changing a convention is a one-line change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# --- HU windows -------------------------------------------------------------------------------------------------
+# The network sees HU clipped to this window and mapped linearly to [0, 1]: air padding at -1024, metal at 3072.
+MODEL_HU_WINDOW: tuple[float, float] = (-1024.0, 3072.0)
+
+
+@dataclass(frozen=True)
+class EvaluationWindow:
+    """A HU window in which images are clipped before PSNR/SSIM/RMSE; the data range is its width."""
+
+    name: str
+    low: float
+    high: float
+
+    @property
+    def data_range(self) -> float:
+        return self.high - self.low
+
+    @property
+    def label(self) -> str:
+        return f"[{self.low:g}, {self.high:g}] HU, data range {self.data_range:g}"
+
+
+# The literature's L506 convention (the paper's 33.24 dB): abdomen window [-160, 240] HU, data range 400.
+PRIMARY_WINDOW = EvaluationWindow("w400", -160.0, 240.0)
+WIDE_WINDOW = EvaluationWindow("w2000", -1000.0, 1000.0)
+EVALUATION_WINDOWS: tuple[EvaluationWindow, ...] = (PRIMARY_WINDOW, WIDE_WINDOW)
+HEADLINE_METRIC = f"psnr_{PRIMARY_WINDOW.name}"
+# Soft tissue (fat to enhanced organs), where noise level, NPS and mean shift are measured.
+SOFT_TISSUE_HU: tuple[float, float] = (-160.0, 240.0)
+
+# --- Datalists --------------------------------------------------------------------------------------------------
+DATALIST_NAME = "datalist.json"
+SPLITS: tuple[str, ...] = ("training", "validation", "test")
+LOW_DOSE_KEY = "low_dose"  # datalist file entries
+FULL_DOSE_KEY = "full_dose"
+PATIENT_KEY = "patient"
+IMAGE_KEY = "image"  # MONAI dictionaries: the network input (low dose) and its target (full dose)
+LABEL_KEY = "label"
+PRED_KEY = "pred"
+DEFAULT_TEST_PATIENTS: tuple[str, ...] = ("L506",)
+
+# --- Paths ------------------------------------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLE_DIR = REPO_ROOT / "bundle"
+CONFIG_DIR = BUNDLE_DIR / "configs"
+TRAIN_CONFIG = CONFIG_DIR / "train.json"
+INFERENCE_CONFIG = CONFIG_DIR / "inference.json"
+META_FILE = CONFIG_DIR / "metadata.json"
+MODELS_DIR = BUNDLE_DIR / "models"
+MODEL_FILE = MODELS_DIR / "model.pt"
+EVAL_DIR = BUNDLE_DIR / "eval"
+RUNS_DIR = BUNDLE_DIR / "runs"
+DEFAULT_DATASET_DIR = BUNDLE_DIR / "data" / "default"
+TRACKING_DB = EVAL_DIR / "mlruns.db"
+DEFAULT_TRACKING_URI = f"sqlite:///{TRACKING_DB}"
+DEFAULT_EXPERIMENT = "ldct_effnetv2_wgangp"
+# The developers' real data beside the repository (absent for users: tools that default to it say so).
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+SHARED_CT_DIR = SHARED_DATA_DIR / "ct"

@@ -1,0 +1,212 @@
+"""A MONAI/ignite trainer for paired WGAN-GP denoising.
+
+MONAI's `GanTrainer` draws fakes from latent noise, and its `AdversarialTrainer` takes one critic step and treats
+the input as the real image; here the generator is conditioned on the low-dose image, the full-dose image is the
+real one, and the critic takes `n_critic` steps (with gradient penalty) before every generator step. The critic
+steps reuse the iteration's batch with fresh interpolates, as paired WGAN-GP denoisers commonly do (WGAN-VGG),
+so one engine iteration is one generator step and `epoch_length` keeps its usual meaning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from ignite.engine import Engine, EventEnum
+from ignite.metrics import Metric
+from monai.engines import Trainer
+from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
+from monai.transforms import Transform
+from monai.utils import CommonKeys
+from torch import nn
+from torch.optim import Optimizer
+
+from custom.losses.wgan_gp import GeneratorLoss, gradient_penalty, random_interpolates, wasserstein_estimate
+
+
+class WGANGPTrainer(Trainer):
+    """Per iteration: `n_critic` critic steps on (full dose, G(low dose)), then one generator step.
+
+    `engine.state.output` carries `image`, `label`, `pred`, `loss` (the generator's total) and each term:
+    `loss_adv`, `loss_l1`, `loss_mse`, `loss_perceptual` (those with non-zero weight), and when the critic is
+    trained `loss_critic`, `gradient_penalty` and `wasserstein_distance` from the last critic step.
+    `engine.state.critic_iterations` counts critic steps.
+
+    A non-finite loss stops training cleanly before the optimiser step, so the weights (and the last checkpoint)
+    stay the last good ones; `engine.state.nonfinite_loss` then names the term.
+
+    Args:
+        device, max_epochs, train_data_loader, epoch_length, non_blocking, prepare_batch, iteration_update,
+        postprocessing, key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, event_names,
+        event_to_attr, decollate, to_kwargs: as in `monai.engines.SupervisedTrainer`.
+        generator: the denoiser, low dose in, full-dose estimate out.
+        critic: the WGAN critic (needed when the generator loss has an adversarial term).
+        g_optimizer, c_optimizer: optimisers of the generator and the critic.
+        g_loss_function: the generator's multi-term loss.
+        n_critic: critic steps per generator step; ignored when the loss has no adversarial term.
+        adversarial_warmup: generator iterations trained on the other terms alone before the critic and the
+            adversarial term start. A critic that starts against an untrained generator pushes it towards texture
+            and intensity offsets that the reference does not have; warming up on L1 (+ perceptual) first, as
+            ESRGAN-style training does, starts the adversarial game from a denoiser.
+        lambda_gp: weight of the gradient penalty in the critic loss.
+        amp: mixed precision; float16 with loss scaling on CUDA, bfloat16 on CPU.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable | torch.utils.data.DataLoader,
+        generator: nn.Module,
+        g_optimizer: Optimizer,
+        g_loss_function: GeneratorLoss,
+        critic: nn.Module | None = None,
+        c_optimizer: Optimizer | None = None,
+        n_critic: int = 5,
+        lambda_gp: float = 10.0,
+        adversarial_warmup: int = 0,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable = default_prepare_batch,
+        iteration_update: Callable[[Engine, Any], Any] | None = None,
+        postprocessing: Transform | None = None,
+        key_train_metric: dict[str, Metric] | None = None,
+        additional_metrics: dict[str, Metric] | None = None,
+        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        train_handlers: Sequence | None = None,
+        amp: bool = False,
+        event_names: list[str | EventEnum | type[EventEnum]] | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = True,
+        to_kwargs: dict | None = None,
+    ) -> None:
+        if g_loss_function.uses_critic and (critic is None or c_optimizer is None or n_critic < 1):
+            raise ValueError(
+                "an adversarial generator loss (lambda_adv > 0) needs a critic, its optimiser and n_critic >= 1"
+            )
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            iteration_update=iteration_update,
+            postprocessing=postprocessing,
+            key_metric=key_train_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            handlers=train_handlers,
+            amp=amp,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            to_kwargs=to_kwargs,
+        )
+        self.generator = generator
+        self.critic = critic
+        self.g_optimizer = g_optimizer
+        self.c_optimizer = c_optimizer
+        self.g_loss_function = g_loss_function
+        self.n_critic = n_critic if g_loss_function.uses_critic else 0
+        self.lambda_gp = lambda_gp
+        if adversarial_warmup < 0:
+            raise ValueError(f"adversarial_warmup must be >= 0 iterations, got {adversarial_warmup}")
+        self.adversarial_warmup = adversarial_warmup
+        # the generator's optimiser is the one MONAI handlers (LrScheduleHandler, MLflow lr logging) look for
+        self.optimizer = g_optimizer
+        self.state.critic_iterations = 0
+        self.state.nonfinite_loss = None
+
+    def run(self) -> None:  # type: ignore[override]
+        device_type = torch.device(self.state.device).type
+        scaling = self.amp and device_type == "cuda"
+        self.g_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
+        self.c_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
+        Engine.run(self, data=self.data_loader, max_epochs=self.state.max_epochs)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        device_type = torch.device(self.state.device).type
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16)
+
+    def _stop_if_nonfinite(self, terms: dict[str, torch.Tensor]) -> bool:
+        """Terminate before the optimiser step when a loss is NaN or infinite; True if it did."""
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                self.state.nonfinite_loss = name
+                self.logger.error(
+                    f"non-finite {name} at iteration {self.state.iteration}: training stops, weights are kept "
+                    "from the last good step (lower learning_rate, or disable amp)"
+                )
+                self.terminate()
+                return True
+        return False
+
+    def _critic_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One critic update (skipped, and training stopped, if its loss is not finite); returns its terms."""
+        assert self.critic is not None and self.c_optimizer is not None
+        self.c_optimizer.zero_grad(set_to_none=True)
+        interpolates = random_interpolates(real, fake)
+        with self._autocast():
+            # one forward over real, fake and interpolates: one backward per forward, as DDP expects
+            real_scores, fake_scores, interpolate_scores = self.critic(torch.cat([real, fake, interpolates])).chunk(3)
+            penalty = gradient_penalty(interpolate_scores, interpolates, grad_scale=self.c_scaler.get_scale())
+        distance = wasserstein_estimate(real_scores, fake_scores)
+        loss = -distance + self.lambda_gp * penalty
+        terms = {"loss_critic": loss, "gradient_penalty": penalty, "wasserstein_distance": distance}
+        if not self._stop_if_nonfinite(terms):
+            self.c_scaler.scale(loss).backward()
+            self.c_scaler.step(self.c_optimizer)
+            self.c_scaler.update()
+            self.state.critic_iterations += 1
+        return {name: value.detach() for name, value in terms.items()}
+
+    def _complete(self, output: dict) -> dict | list:
+        """Run the MODEL_COMPLETED handlers (decollation, postprocessing) and return what they made of the output."""
+        self.state.output = output
+        self.fire_event(IterationEvents.MODEL_COMPLETED)
+        return self.state.output
+
+    def _iteration(self, engine: WGANGPTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)[:2]
+        engine.state.output = output = {CommonKeys.IMAGE: inputs, CommonKeys.LABEL: targets}
+        engine.generator.train()
+        # ignite counts iterations from 1 and has already counted this one
+        adversarial = bool(engine.n_critic) and engine.state.iteration > engine.adversarial_warmup
+
+        if adversarial:
+            engine.critic.train()
+            with torch.no_grad(), engine._autocast():
+                fake = engine.generator(inputs)
+            for _ in range(engine.n_critic):
+                output.update(engine._critic_step(targets, fake))
+                if engine.should_terminate:
+                    output["loss"] = output["loss_critic"]
+                    return engine._complete(output)
+            # the generator step needs gradients through, not of, the critic; the bare module keeps DDP's
+            # gradient synchronisation out of a backward pass that must not update the critic
+            critic_module = getattr(engine.critic, "module", engine.critic)
+            critic_module.requires_grad_(False)
+
+        engine.g_optimizer.zero_grad(set_to_none=True)
+        with engine._autocast():
+            prediction = engine.generator(inputs)
+            fake_scores = critic_module(prediction) if adversarial else None
+        terms = engine.g_loss_function(prediction, targets, fake_scores, adversarial=adversarial)
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        if adversarial:
+            critic_module.requires_grad_(True)
+        output[CommonKeys.PRED] = prediction.detach()
+        if not engine._stop_if_nonfinite(terms):
+            engine.g_scaler.scale(terms["loss"]).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.g_scaler.step(engine.g_optimizer)
+            engine.g_scaler.update()
+        output.update({name: value.detach() for name, value in terms.items()})
+        return engine._complete(output)

@@ -1,0 +1,570 @@
+"""Train and score every denoiser on the same data, split and budget, through the bundle's own train.json.
+
+Methods (`--methods`, default all):
+  ours          EfficientNetV2 generator, WGAN-GP, adversarial + L1 + perceptual (train.json as shipped)
+  ours_no_adv   the same without the critic (lambda_adv 0, n_critic 0): L1 + perceptual
+  ours_l1       L1 only (also lambda_perceptual 0)
+  red_cnn       RED-CNN (custom.networks.red_cnn.REDCNN) with its original MSE loss, same trainer, data and budget
+  bm3d, nlm, tv classical denoisers (BM3D, scikit-image non-local means and total variation), no training;
+                their strength is chosen on the validation split from a small grid, never on the test split
+  ldct          the low-dose input itself (always scored: it is the reference of the deltas)
+
+Learned methods run `monai.bundle.ConfigWorkflow` on bundle/configs/train.json with overrides only (the users'
+code path), one run per method and seed; the generator the bundle saves as best on validation PSNR
+(`models/model.pt`) is then scored on the test split. Every method is scored the same way: the bundle's
+`validate#preprocessing` loads a pair, the method denoises the normalised low-dose slice, the bundle's
+`validate#postprocessing` maps it back to HU and windows it, and MONAI's PSNR / SSIM / RMSE score each test slice
+in [-160, 240] HU (data range 400, the literature's convention) and [-1000, 1000] HU (data range 2000).
+Results are mean ± std over test slices (pooled over seeds) and, with `--seeds` > 1, the std of the per-seed means.
+
+Every run (learned, classical, LDCT) is an MLflow run in one experiment (`--experiment`) of one SQLite store
+(`--tracking-uri`, default <output>/mlruns.db), so `mlflow ui --backend-store-uri <uri>` or
+`scripts/compare_runs.py` compares them. A Markdown table goes to stdout and <output>/quality.md, the full record
+(per-slice scores included) to <output>/quality.json, and the learned runs' validation PSNR/SSIM over training
+to <output>/validation_curves.png.
+
+Data: `--datalist` takes any paired datalist (e.g. real Mayo pairs from scripts/prepare_mayo.py). Without it, the
+developers' real CT slices (`--data-dir`, default ../shared/data/ct) get simulated low dose
+(custom.simulation.low_dose) and are split by series, so no patient is in two splits:
+  test        totalsegmentator_abdomen_siemens (20 Siemens abdominal slices, 3 mm: the Mayo-like task), quarter dose
+  validation  dcmqi_ct3slice_GE_liver (3 GE abdominal slices)
+  training    dcm_qa_ct_GE_head (28 slices) and dcm_qa_ct_Philips_headphantom (4 phantom slices)
+The NIfTI volume totalsegmentator_example_ct_3mm.nii.gz is left out: it is TotalSegmentator's example subject,
+very likely the same patient as the test series. Training and validation series are simulated at the dose that gives
+them the test series' quarter-dose noise (SERIES_DOSE_FRACTIONS; the report prints each split's noise level).
+
+Example (the reduced CPU budget documented in the model card, about 50 minutes on 2 cores):
+    python scripts/benchmark_quality.py --iterations 120 --val-every 20 --batch-size 16 --patch-size 64 \\
+        --learning-rate 1e-4 --seeds 2 --max-test-slices 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.metrics import PSNRMetric, RMSEMetric, SSIMMetric
+from tqdm import tqdm
+
+from custom.conventions import (
+    DATALIST_NAME,
+    EVALUATION_WINDOWS,
+    FULL_DOSE_KEY,
+    HEADLINE_METRIC,
+    META_FILE,
+    PATIENT_KEY,
+    RUNS_DIR,
+    SHARED_CT_DIR,
+    SOFT_TISSUE_HU,
+    TRAIN_CONFIG,
+)
+from custom.data.datalist import load_paired_datalist
+from custom.data.simulated_pairs import is_image_file, simulate_dataset
+from custom.evaluation import run_comparison as compare_runs
+from custom.evaluation.run_comparison import write_text_atomically
+from custom.io.dicom_series import candidate_files
+from custom.simulation.low_dose import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_INCIDENT_FLUX, SimulateLowDose
+
+DEFAULT_DATA_DIR = SHARED_CT_DIR
+DEFAULT_OUTPUT = RUNS_DIR / "benchmark_quality"
+DEFAULT_EXPERIMENT = "ldct_benchmark_quality"
+SERIES_SPLITS = {
+    "training": ("dcm_qa_ct_GE_head", "dcm_qa_ct_Philips_headphantom"),
+    "validation": ("dcmqi_ct3slice_GE_liver",),
+    "test": ("totalsegmentator_abdomen_siemens",),
+}
+QUARTER_DOSE = 0.25
+# Dose fractions that give the training and validation series the test series' quarter-dose noise (about 25 HU std
+# in soft tissue): at one quarter, the smaller head and the GE liver scans get 9 and 14 HU. Mayo's patients share one
+# protocol, so their splits match by design; here a denoiser trained on 9 HU noise would be scored on 25 HU, and the
+# classical methods tuned on 14 HU. Inserted noise variance goes as (1 - d) / d, so d = 1 / (1 + 3 (25 / s)^2).
+SERIES_DOSE_FRACTIONS = {"dcm_qa_ct_GE_head": 0.04, "dcm_qa_ct_Philips_headphantom": 0.04, "dcmqi_ct3slice_GE_liver": 0.095}
+
+# train.json overrides that turn the shipped recipe into each learned method
+LEARNED_METHODS: dict[str, dict[str, Any]] = {
+    "ours": {},
+    "ours_no_adv": {"lambda_adv": 0.0, "n_critic": 0},
+    "ours_l1": {"lambda_adv": 0.0, "n_critic": 0, "lambda_perceptual": 0.0},
+    "red_cnn": {
+        "network_def": {"_target_": "custom.networks.red_cnn.REDCNN"},
+        "n_critic": 0, "lambda_adv": 0.0, "lambda_perceptual": 0.0, "lambda_mse": 1.0, "lambda_l1": 0.0,
+    },
+}
+LABELS = {
+    "ours": "ours: EfficientNetV2 + WGAN-GP (adv + L1 + perceptual)",
+    "ours_no_adv": "ours without adversarial term (L1 + perceptual)",
+    "ours_l1": "ours, L1 only",
+    "red_cnn": "RED-CNN (MSE), same trainer",
+    "bm3d": "BM3D",
+    "nlm": "non-local means",
+    "tv": "total variation (Chambolle)",
+    "ldct": "low-dose input (LDCT)",
+}
+REFERENCE_METHOD = "ldct"
+BASELINE_METHOD = "red_cnn"
+METRICS = ("psnr", "ssim", "rmse")
+HEADLINE = HEADLINE_METRIC
+WINDOW_NAMES = tuple(window.name for window in EVALUATION_WINDOWS)
+TARGET_MARGIN_DB = 0.3
+
+
+@dataclass(frozen=True)
+class ClassicalMethod:
+    """A training-free denoiser of HU images with one strength parameter (in HU) tuned on validation."""
+
+    parameter: str
+    grid: tuple[float, ...]
+    quick_grid: tuple[float, ...]
+    denoise: Callable[[np.ndarray, float], np.ndarray]
+
+
+def _bm3d(hu: np.ndarray, sigma: float) -> np.ndarray:
+    import bm3d
+
+    return bm3d.bm3d(hu, sigma_psd=sigma)
+
+
+def _nlm(hu: np.ndarray, h: float) -> np.ndarray:
+    from skimage.restoration import denoise_nl_means
+
+    return denoise_nl_means(hu, h=h, patch_size=5, patch_distance=6, fast_mode=True)
+
+
+def _tv(hu: np.ndarray, weight: float) -> np.ndarray:
+    from skimage.restoration import denoise_tv_chambolle
+
+    return denoise_tv_chambolle(hu, weight=weight)
+
+
+# grids span weak to strong smoothing around quarter-dose noise (about 10-30 HU std); a choice at either end of
+# its grid is flagged in the JSON (`chosen_at_grid_edge`)
+CLASSICAL_METHODS = {
+    "bm3d": ClassicalMethod("sigma_psd_hu", (10.0, 20.0, 30.0, 45.0, 60.0), (20.0, 40.0), _bm3d),
+    "nlm": ClassicalMethod("h_hu", (3.0, 6.0, 10.0, 20.0, 40.0), (20.0, 40.0), _nlm),
+    "tv": ClassicalMethod("weight_hu", (2.0, 5.0, 10.0, 20.0, 40.0), (20.0, 40.0), _tv),
+}
+ALL_METHODS = (*LEARNED_METHODS, *CLASSICAL_METHODS, REFERENCE_METHOD)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+
+
+def build_default_datalist(
+    data_dir: Path, output_dir: Path, seed: int, series_splits: dict[str, tuple[str, ...]] = SERIES_SPLITS,
+    dose_fractions: dict[str, float] = SERIES_DOSE_FRACTIONS,
+) -> Path:
+    """Simulated low-dose pairs of the shared real CT, split by series, at matched noise (see the module docstring).
+
+    scripts/simulate_low_dose.py simulates each dose group from a datalist of full-dose files that carries the split;
+    the merged output is reused while the sources and the simulation settings stay the same (a 512x512 slice takes
+    seconds to simulate on a CPU).
+    """
+    missing = [series for names in series_splits.values() for series in names if not (data_dir / series).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{data_dir}: missing CT series {missing}; pass --datalist or --data-dir")
+    sources = {
+        split: [{FULL_DOSE_KEY: str(path.resolve()), PATIENT_KEY: series,
+                 "dose_fraction": dose_fractions.get(series, QUARTER_DOSE)}
+                for series in names for path in candidate_files(data_dir / series) if is_image_file(path)]
+        for split, names in series_splits.items()
+    }
+    data_folder = output_dir / "data"
+    datalist = data_folder / DATALIST_NAME
+    # the simulator's calibration is part of the recipe: recalibrating it must not reuse stale pairs
+    simulation = {"incident_flux": DEFAULT_INCIDENT_FLUX, "electronic_noise_var": DEFAULT_ELECTRONIC_NOISE_VAR, "seed": seed}
+    recipe = json.dumps({"sources": sources, "simulation": simulation}, indent=1)
+    recipe_file = data_folder / "sources.json"
+    if datalist.is_file() and recipe_file.is_file() and recipe_file.read_text() == recipe:
+        return datalist
+    merged: dict[str, list[dict[str, str]]] = {split: [] for split in sources}
+    for dose_fraction in sorted({entry["dose_fraction"] for entries in sources.values() for entry in entries}):
+        group = {split: [entry for entry in entries if entry["dose_fraction"] == dose_fraction]
+                 for split, entries in sources.items()}
+        group_source = output_dir / f"full_dose_datalist_dose_{dose_fraction:g}.json"
+        group_folder = data_folder / f"dose_{dose_fraction:g}"
+        write_text_atomically(group_source, json.dumps(group, indent=1))
+        simulator = SimulateLowDose(dose_fraction=dose_fraction, incident_flux=DEFAULT_INCIDENT_FLUX,
+                                    electronic_noise_var=DEFAULT_ELECTRONIC_NOISE_VAR, seed=seed)
+        simulated = simulate_dataset(group_source, group_folder, simulator, seed=seed)
+        for split in merged:
+            merged[split] += [{**entry, "dose_fraction": dose_fraction} for entry in simulated.get(split, [])]
+    write_text_atomically(datalist, json.dumps(merged, indent=2))
+    write_text_atomically(recipe_file, recipe)
+    return datalist
+
+
+class BundleScoring:
+    """The bundle's own loading and HU windowing (validate#pre/postprocessing), and per-slice metrics."""
+
+    def __init__(self, datalist: Path) -> None:
+        parser = ConfigParser()
+        parser.read_config(str(TRAIN_CONFIG))
+        parser.update({"datalist": str(datalist)})
+        self.preprocessing = parser.get_parsed_content("validate#preprocessing")
+        self.postprocessing = parser.get_parsed_content("validate#postprocessing")
+        self.hu_min = float(parser.get_parsed_content("hu_min"))
+        self.hu_span = float(parser.get_parsed_content("hu_max")) - self.hu_min
+        self.metrics = {
+            window: {"psnr": PSNRMetric(max_val=data_range), "ssim": SSIMMetric(spatial_dims=2, data_range=data_range),
+                     "rmse": RMSEMetric()}
+            for window, data_range in ((w.name, w.data_range) for w in EVALUATION_WINDOWS)
+        }
+
+    def score(self, items: Sequence[dict], denoise: Callable[[torch.Tensor], torch.Tensor], desc: str) -> dict[str, list[float]]:
+        """Per-slice scores {"psnr_w400": [...], ...} of `denoise` (normalised (1, H, W) in, same out)."""
+        scores: dict[str, list[float]] = {f"{metric}_{window}": [] for window in WINDOW_NAMES for metric in METRICS}
+        for item in tqdm(items, desc=desc, file=sys.stderr, leave=False):
+            sample = self.preprocessing(dict(item))
+            with torch.inference_mode():
+                prediction = denoise(sample["image"]).detach().cpu()
+            windowed = self.postprocessing({"image": sample["image"], "label": sample["label"], "pred": prediction})
+            for window, metrics in self.metrics.items():
+                prediction_w = torch.as_tensor(windowed[f"pred_{window}"]).float()[None]
+                label_w = torch.as_tensor(windowed[f"label_{window}"]).float()[None]
+                for name, metric in metrics.items():
+                    scores[f"{name}_{window}"].append(float(metric(prediction_w, label_w).mean()))
+        return scores
+
+    def noise_std_hu(self, items: Sequence[dict]) -> float:
+        """Mean over slices of the low-dose noise std (low minus full dose) where the full dose is in SOFT_TISSUE_HU.
+
+        It shows whether the splits carry the same noise level, which training and tuning on one split and scoring
+        on another assume.
+        """
+        stds = []
+        for item in items:
+            sample = self.preprocessing(dict(item))
+            full_dose_hu = sample["label"] * self.hu_span + self.hu_min
+            soft_tissue = (full_dose_hu > SOFT_TISSUE_HU[0]) & (full_dose_hu < SOFT_TISSUE_HU[1])
+            stds.append(float(((sample["image"] - sample["label"]) * self.hu_span)[soft_tissue].std()))
+        return float(np.mean(stds))
+
+    def hu_denoiser(self, method: ClassicalMethod, strength: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Run a HU-domain classical denoiser on the bundle's normalised slices."""
+
+        def denoise(image: torch.Tensor) -> torch.Tensor:
+            hu = image[0].double().numpy() * self.hu_span + self.hu_min
+            result = (method.denoise(hu, strength) - self.hu_min) / self.hu_span
+            return torch.from_numpy(np.ascontiguousarray(result, dtype=np.float32))[None]
+
+        return denoise
+
+
+def evenly_spaced(items: list[dict], limit: int | None) -> list[dict]:
+    if not limit or limit >= len(items):
+        return items
+    return [items[round(i * (len(items) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else items[:1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MLflow
+
+
+class Tracker:
+    """One MLflow experiment in one store; learned runs are created by the bundle, the rest here."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_dir: Path) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=artifact_dir.resolve().as_uri())
+        self.experiment = experiment
+        self.started_ms = int(time.time() * 1000)
+
+    def find_run(self, run_name: str) -> str | None:
+        """The id of this benchmark's run of that name (the bundle's MLflow handler created it)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.runName` = '{run_name}' and attributes.start_time >= {self.started_ms}",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def create_run(self, run_name: str) -> str:
+        return self.client.create_run(self.experiment_id, run_name=run_name).info.run_id
+
+    def record(self, run_id: str, params: dict[str, Any], scores: dict[str, list[float]], finish: bool) -> None:
+        existing = self.client.get_run(run_id).data.params
+        for name, value in params.items():
+            if name not in existing:
+                self.client.log_param(run_id, name, value)
+        for name, values in scores.items():
+            self.client.log_metric(run_id, f"test_{name}", float(np.mean(values)))
+            self.client.log_metric(run_id, f"test_{name}_std", float(np.std(values)))
+        if finish:
+            self.client.set_terminated(run_id)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# methods
+
+
+@dataclass
+class Budget:
+    iterations: int
+    val_every: int
+    batch_size: int
+    patch_size: int
+    backbone: str
+    learning_rate: float | None
+    adversarial_warmup: int | None
+    train_seconds: float | None
+    perceptual_pretrained: str
+    num_workers: int
+    device: str | None
+
+    def overrides(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "backbone": self.backbone, "batch_size": self.batch_size, "patch_size": self.patch_size,
+            "epoch_length": self.val_every, "max_epochs": math.ceil(self.iterations / self.val_every),
+            "val_interval": 1, "num_workers": self.num_workers,
+            "perceptual_pretrained": {"true": True, "false": False}.get(self.perceptual_pretrained.lower(),
+                                                                       self.perceptual_pretrained),
+        }
+        if self.learning_rate is not None:
+            values["learning_rate"] = self.learning_rate
+        if self.adversarial_warmup is not None:
+            values["adversarial_warmup"] = self.adversarial_warmup
+        if self.device:
+            values["device"] = f"$torch.device('{self.device}')"
+        return values
+
+
+def train_and_score(
+    method: str, seed: int, budget: Budget, datalist: Path, test_items: list[dict], scoring: BundleScoring,
+    tracker: Tracker, output_dir: Path,
+) -> dict[str, Any]:
+    """Train one learned method through the bundle, then score its best-on-validation generator on the test split."""
+    from ignite.engine import Events
+
+    run_name = f"{method}_seed{seed}"
+    bundle_root = output_dir / "runs" / run_name
+    # logging.conf and the bundle's StatsHandlers log to whatever sys.stdout is when they are set up: keep stdout
+    # for the table
+    with contextlib.redirect_stdout(sys.stderr):
+        workflow = ConfigWorkflow(
+            config_file=str(TRAIN_CONFIG), meta_file=str(META_FILE), workflow_type="train", tracking="mlflow",
+            **budget.overrides(), **LEARNED_METHODS[method], seed=seed, datalist=str(datalist),
+            bundle_root=str(bundle_root), tracking_uri=tracker.uri, experiment_name=tracker.experiment, run_name=run_name,
+        )
+        workflow.initialize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        if budget.train_seconds:
+            deadline = time.monotonic() + budget.train_seconds
+
+            @trainer.on(Events.EPOCH_COMPLETED)
+            def _stop_at_deadline(engine: Any) -> None:  # after the epoch's validation, so model.pt is current
+                if time.monotonic() >= deadline:
+                    engine.terminate()
+
+        start = time.perf_counter()
+        workflow.run()
+        train_seconds = time.perf_counter() - start
+        workflow.finalize()
+    if getattr(trainer.state, "nonfinite_loss", None):
+        raise RuntimeError(f"{run_name}: training stopped on a non-finite {trainer.state.nonfinite_loss}")
+
+    network = workflow.parser.get_parsed_content("network")
+    inferer = workflow.parser.get_parsed_content("validate#inferer")
+    device = workflow.parser.get_parsed_content("device")
+    best = bundle_root / "models" / "model.pt"
+    network.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    network.eval()
+    start = time.perf_counter()
+    scores = scoring.score(test_items, lambda image: inferer(image[None].to(device), network)[0], f"test {run_name}")
+    record = {
+        "seed": seed, "scores": scores, "train_seconds": round(train_seconds, 1),
+        "iterations": trainer.state.iteration, "test_seconds": round(time.perf_counter() - start, 1),
+        "parameters_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 2),
+    }
+    run_id = tracker.find_run(run_name)
+    if run_id:
+        tracker.record(run_id, {"method": method, "epoch_length": budget.val_every, "iterations": record["iterations"]},
+                       scores, finish=False)
+    record["mlflow_run_id"] = run_id
+    return record
+
+
+def tune_and_score(
+    method: str, validation_items: list[dict], test_items: list[dict], scoring: BundleScoring, tracker: Tracker,
+    quick: bool,
+) -> dict[str, Any]:
+    """Pick the strength with the best validation PSNR (w400), then score the test split with it."""
+    classical = CLASSICAL_METHODS[method]
+    grid = classical.quick_grid if quick else classical.grid
+    validation = {
+        strength: float(np.mean(scoring.score(validation_items, scoring.hu_denoiser(classical, strength),
+                                              f"validate {method} {classical.parameter}={strength}")[HEADLINE]))
+        for strength in grid
+    }
+    chosen = max(validation, key=validation.__getitem__)
+    start = time.perf_counter()
+    scores = scoring.score(test_items, scoring.hu_denoiser(classical, chosen), f"test {method}")
+    run_id = tracker.create_run(method)
+    tracker.record(run_id, {"method": method, classical.parameter: chosen, "grid": list(grid)}, scores, finish=True)
+    return {
+        "seed": None, "scores": scores, "test_seconds": round(time.perf_counter() - start, 1),
+        "parameter": classical.parameter, "chosen": chosen,
+        "validation_psnr_w400": {str(k): round(v, 3) for k, v in validation.items()},
+        "chosen_at_grid_edge": chosen in (grid[0], grid[-1]) and len(grid) > 1, "mlflow_run_id": run_id,
+    }
+
+
+def score_input(test_items: list[dict], scoring: BundleScoring, tracker: Tracker) -> dict[str, Any]:
+    scores = scoring.score(test_items, lambda image: image, "test ldct")
+    run_id = tracker.create_run(REFERENCE_METHOD)
+    tracker.record(run_id, {"method": REFERENCE_METHOD}, scores, finish=True)
+    return {"seed": None, "scores": scores, "mlflow_run_id": run_id}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# aggregation and report
+
+
+def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per metric: mean over slices and seeds, std over slices (pooled), std of the per-seed means."""
+    summary = {}
+    for name in runs[0]["scores"]:
+        values = np.array([run["scores"][name] for run in runs], dtype=np.float64)  # (seeds, slices)
+        seed_means = values.mean(axis=1)
+        summary[name] = {
+            "mean": float(values.mean()),
+            "std_slices": float(values.std(axis=1, ddof=1).mean()) if values.shape[1] > 1 else None,
+            "std_seeds": float(seed_means.std(ddof=1)) if len(seed_means) > 1 else None,
+        }
+    return summary
+
+
+def paired_difference(runs: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]], name: str) -> dict[str, float]:
+    """Slice-wise difference of `name` against a reference method.
+
+    Runs pair with the reference's runs seed by seed when both have as many; otherwise (a classical method against
+    the learned baseline, or the reverse) each run is compared with the reference's per-slice mean over its runs.
+    """
+    reference_scores = np.array([run["scores"][name] for run in reference])
+    if len(reference) != len(runs):
+        reference_scores = reference_scores.mean(axis=0, keepdims=True).repeat(len(runs), axis=0)
+    differences = np.array([run["scores"][name] for run in runs]) - reference_scores
+    return {"mean": float(differences.mean()), "std_slices": float(differences.std(axis=1).mean())}
+
+
+def _cell(stats: dict[str, float | None], digits: int) -> str:
+    text = f"{stats['mean']:.{digits}f}"
+    if stats["std_slices"] is not None:
+        text += f" ± {stats['std_slices']:.{digits}f}"
+    if stats["std_seeds"] is not None:
+        text += f" (seeds ± {stats['std_seeds']:.{digits}f})"
+    return text
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """One table per HU convention; deltas are paired over the same test slices."""
+    noise = ", ".join(f"{split} {std:.1f}" for split, std in result["soft_tissue_noise_std_hu"].items())
+    low, high = SOFT_TISSUE_HU
+    lines = [f"Low-dose noise (std of low minus full dose where the full dose is in [{low:g}, {high:g}] HU): {noise} HU", ""]
+    methods = result["methods"]
+    for window, hu_range, data_range in ((w.name, f"[{w.low:g}, {w.high:g}] HU", w.data_range) for w in EVALUATION_WINDOWS):
+        lines += [
+            f"**{hu_range}, data range {data_range:g}** — mean ± std over test slices (seeds ± std of per-seed means)",
+            "",
+            "| method | runs | PSNR (dB) | SSIM | RMSE (HU) | ΔPSNR vs LDCT | ΔPSNR vs RED-CNN |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method, record in methods.items():
+            stats = record["summary"]
+            deltas = [record.get("delta_vs_ldct", {}).get(f"psnr_{window}"),
+                      record.get("delta_vs_red_cnn", {}).get(f"psnr_{window}")]
+            delta_cells = [f"{d['mean']:+.2f} ± {d['std_slices']:.2f}" if d else "" for d in deltas]
+            lines.append(
+                f"| {LABELS[method]} | {len(record['runs'])} | {_cell(stats[f'psnr_{window}'], 2)} | "
+                f"{_cell(stats[f'ssim_{window}'], 4)} | {_cell(stats[f'rmse_{window}'], 2)} | "
+                + " | ".join(delta_cells) + " |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summarise(runs_by_method: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    for method, runs in runs_by_method.items():
+        record: dict[str, Any] = {"label": LABELS[method], "summary": aggregate(runs), "runs": runs}
+        for reference_name, key in ((REFERENCE_METHOD, "delta_vs_ldct"), (BASELINE_METHOD, "delta_vs_red_cnn")):
+            if reference_name in runs_by_method and method != reference_name:
+                reference = runs_by_method[reference_name]
+                record[key] = {f"psnr_{w}": paired_difference(runs, reference, f"psnr_{w}") for w in WINDOW_NAMES}
+        methods[method] = record
+    targets = {}
+    if "ours" in methods and BASELINE_METHOD in methods:
+        margin = methods["ours"]["delta_vs_red_cnn"][HEADLINE]["mean"]
+        targets["ours_minus_red_cnn_psnr_w400_db"] = round(margin, 3)
+        targets[f"ours_at_least_{TARGET_MARGIN_DB}_db_above_red_cnn"] = margin >= TARGET_MARGIN_DB
+    return {"methods": methods, "targets": targets}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    output_dir = args.output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tracking_uri = args.tracking_uri or f"sqlite:///{output_dir / 'mlruns.db'}"
+    datalist = args.datalist.resolve() if args.datalist else build_default_datalist(args.data_dir, output_dir, seed=0)
+    validation_items = load_paired_datalist(datalist, "validation")
+    test_items = evenly_spaced(load_paired_datalist(datalist, "test"), args.max_test_slices)
+    scoring = BundleScoring(datalist)
+    tracker = Tracker(tracking_uri, args.experiment, output_dir / "mlartifacts")
+    budget = Budget(args.iterations, args.val_every, args.batch_size, args.patch_size, args.backbone, args.learning_rate,
+                    args.adversarial_warmup, args.train_seconds, args.perceptual_pretrained, args.num_workers, args.device)
+    methods = [m for m in ALL_METHODS if m in args.methods or m == REFERENCE_METHOD]
+
+    runs_by_method: dict[str, list[dict[str, Any]]] = {}
+    jobs = [(m, s) for m in methods if m in LEARNED_METHODS for s in range(args.seeds)]
+    jobs += [(m, None) for m in methods if m not in LEARNED_METHODS]
+    for method, seed in tqdm(jobs, desc="benchmark", file=sys.stderr):
+        if method in LEARNED_METHODS:
+            run = train_and_score(method, seed, budget, datalist, test_items, scoring, tracker, output_dir)
+        elif method in CLASSICAL_METHODS:
+            run = tune_and_score(method, validation_items, test_items, scoring, tracker, args.quick)
+        else:
+            run = score_input(test_items, scoring, tracker)
+        runs_by_method.setdefault(method, []).append(run)
+
+    noise = {split: round(scoring.noise_std_hu(items), 2) for split, items in
+             (("training", load_paired_datalist(datalist, "training")), ("validation", validation_items), ("test", test_items))}
+    result = {
+        "datalist": str(datalist), "test_slices": len(test_items), "validation_slices": len(validation_items),
+        "soft_tissue_noise_std_hu": noise,
+        "budget": {**vars(budget), "max_epochs": math.ceil(args.iterations / args.val_every), "seeds": args.seeds,
+                   "quick": args.quick},
+        "tracking_uri": tracking_uri, "experiment": args.experiment,
+        "hardware": {"device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                     "torch_threads": torch.get_num_threads()},
+        **summarise(runs_by_method),
+    }
+    run_ids = [run["mlflow_run_id"] for runs in runs_by_method.values() for run in runs if run.get("mlflow_run_id")]
+    compare_runs.plot_curves(tracker.client, [tracker.client.get_run(run_id) for run_id in run_ids],
+                             compare_runs.DEFAULT_CURVES, output_dir / "validation_curves.png")
+    table = markdown_report(result)
+    print(table)
+    if result["targets"]:
+        print(json.dumps(result["targets"]))
+    write_text_atomically(output_dir / "quality.md", table)
+    write_text_atomically(output_dir / "quality.json", json.dumps(result, indent=2) + "\n")
+    return result
+

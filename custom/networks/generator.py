@@ -1,0 +1,113 @@
+"""The denoising generator: a timm EfficientNetV2 encoder with a U-Net style decoder that predicts the noise.
+
+The paper taps EfficientNetV2-M at stages 3, 5 and 7 (strides 8, 16, 32). Those taps alone lose the fine
+texture a denoiser must keep, so the decoder also fuses the stride-2 and stride-4 backbone features and a small
+full-resolution stem. The output is residual: the network predicts the noise and subtracts it from the input, and
+the last convolution starts at zero, so an untrained generator is the identity (PSNR of the low-dose input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from custom.networks.pretrained_weights import PretrainedSetting, create_timm_model
+
+# timm `features_only` indices at strides 2, 4, 8, 16, 32; 2, 3, 4 are the paper's stages 3, 5, 7 for efficientnetv2_m
+BACKBONE_OUT_INDICES = (0, 1, 2, 3, 4)
+# the grey-level mean and std of ImageNet, so pretrained stems see inputs on the scale they were trained on
+IMAGENET_GREY_MEAN = 0.449
+IMAGENET_GREY_STD = 0.226
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions with batch norm and ReLU: the decoder's unit of work at one scale."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UpFuse(nn.Module):
+    """Upsample the coarser map to the skip's size, concatenate the skip, and convolve."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.block = ConvBlock(in_channels + skip_channels, out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+        return self.block(torch.cat([x, skip], dim=1))
+
+
+class EfficientNetV2Denoiser(nn.Module):
+    """Residual denoiser for single-channel CT slices of any size, intensities normalised to about [0, 1].
+
+    Args:
+        backbone: timm model name of an EfficientNetV2 variant (`efficientnetv2_m` as in the paper,
+            `tf_efficientnetv2_m` for ImageNet weights, `tf_efficientnetv2_b0` for quick runs).
+        pretrained: False, True (timm hub) or a local weights file; see `custom.networks.pretrained_weights`.
+        in_channels: input channels (1 for CT).
+        decoder_channels: output channels of the decoder stages at strides 16, 8, 4, 2 and 1.
+        stem_channels: channels of the full-resolution stem that feeds the last decoder stage.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnetv2_m",
+        pretrained: PretrainedSetting = False,
+        in_channels: int = 1,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 32),
+        stem_channels: int = 32,
+    ) -> None:
+        super().__init__()
+        if len(decoder_channels) != 5:
+            raise ValueError(f"decoder_channels needs 5 entries (strides 16, 8, 4, 2, 1), got {list(decoder_channels)}")
+        self.encoder = create_timm_model(
+            backbone,
+            pretrained,
+            what="generator backbone",
+            option="pretrained",
+            features_only=True,
+            out_indices=BACKBONE_OUT_INDICES,
+            in_chans=in_channels,
+        )
+        encoder_channels = self.encoder.feature_info.channels()
+        self.size_multiple = max(self.encoder.feature_info.reduction())
+        self.stem = ConvBlock(in_channels, stem_channels)
+        skip_channels = [*encoder_channels[-2::-1], stem_channels]  # strides 16, 8, 4, 2, 1
+        coarse_channels = [encoder_channels[-1], *decoder_channels[:-1]]
+        self.decoder = nn.ModuleList(
+            UpFuse(coarse, skip, out) for coarse, skip, out in zip(coarse_channels, skip_channels, decoder_channels)
+        )
+        self.noise_head = nn.Conv2d(decoder_channels[-1], in_channels, 3, padding=1)
+        self.input_mean = IMAGENET_GREY_MEAN
+        self.input_std = IMAGENET_GREY_STD
+        nn.init.zeros_(self.noise_head.weight)
+        nn.init.zeros_(self.noise_head.bias)
+
+    def predict_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """The noise estimate for an input whose height and width are multiples of `size_multiple`."""
+        features: list[torch.Tensor] = self.encoder((x - self.input_mean) / self.input_std)
+        skips = features[-2::-1] + [self.stem(x)]  # strides 16, 8, 4, 2, 1
+        y = features[-1]
+        for index, stage in enumerate(self.decoder):
+            y = stage(y, skips[index])
+        return self.noise_head(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h = -height % self.size_multiple
+        pad_w = -width % self.size_multiple
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        noise = self.predict_noise(padded)[..., :height, :width]
+        return x - noise.to(x.dtype)

@@ -1,0 +1,1 @@
+"""Experiment tracking: MLflow enrichment of MONAI's ``MLFlowHandler`` (params, tags, run names)."""

@@ -1,0 +1,77 @@
+"""Test data builders shared by several test rooms: real-CT DICOM series and a tiny, perturbed generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.data
+import torch
+from monai.bundle import ckpt_export
+from pydicom.uid import generate_uid
+
+from custom.conventions import INFERENCE_CONFIG, META_FILE
+from custom.networks.generator import EfficientNetV2Denoiser
+
+TINY_BACKBONE = "tf_efficientnetv2_b0"
+CT_SMALL = Path(pydicom.data.get_testdata_file("CT_small.dcm"))
+MR_SMALL = Path(pydicom.data.get_testdata_file("MR_small.dcm"))
+RT_PLAN = Path(pydicom.data.get_testdata_file("rtplan.dcm"))
+SLICE_GAP_MM = 5.0
+
+
+def write_ct_series(folder: Path, positions: list[float], series_uid: str | None = None) -> list[Path]:
+    """Copies of the real CT_small slice as one series, slice i at z = positions[i] with its rows rolled by 8 * i
+    (so every slice differs and a mix-up shows); files and InstanceNumbers run opposite to the positions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    files = []
+    for index, z in enumerate(positions):
+        dataset = pydicom.dcmread(CT_SMALL)
+        dataset.PixelData = np.roll(dataset.pixel_array, 8 * index, axis=0).tobytes()
+        dataset.ImagePositionPatient = [*dataset.ImagePositionPatient[:2], z]
+        dataset.InstanceNumber = len(positions) - index
+        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        path = folder / f"slice_{len(positions) - index:03d}.dcm"
+        dataset.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+def edit(path: Path, **tags: object) -> None:
+    """Set (value) or delete (None) tags of a DICOM file in place."""
+    dataset = pydicom.dcmread(path)
+    for keyword, value in tags.items():
+        if value is None:
+            delattr(dataset, keyword)
+        else:
+            setattr(dataset, keyword, value)
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def perturbed_tiny_generator(seed: int = 0) -> EfficientNetV2Denoiser:
+    """A random tf_efficientnetv2_b0 generator whose noise head is random too, in eval mode."""
+    torch.manual_seed(seed)
+    network = EfficientNetV2Denoiser(backbone=TINY_BACKBONE)
+    torch.nn.init.normal_(network.noise_head.weight, std=0.02)
+    torch.nn.init.normal_(network.noise_head.bias, std=0.01)
+    return network.eval()
+
+
+def export_torchscript_bundle(network: torch.nn.Module, folder: Path) -> Path:
+    """Save `network` as model.pt and export it with `ckpt_export` and the bundle's inference config."""
+    ckpt_file = folder / "model.pt"
+    torch.save(network.state_dict(), ckpt_file)
+    ts_file = folder / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_file),
+        ckpt_file=str(ckpt_file),
+        meta_file=str(META_FILE),
+        config_file=str(INFERENCE_CONFIG),
+        **{"network_def#backbone": TINY_BACKBONE},
+    )
+    return ts_file

@@ -1,0 +1,250 @@
+"""The real `bundle/configs/inference.json`, run through `monai.bundle` on real CT DICOM and NIfTI.
+
+The untrained generator is the identity (its last layer starts at zero), so the denoised series must give back the
+input HU within rounding: an end-to-end check of reading, slice order, scaling, writing and geometry. A generator
+with a constant noise estimate checks that voxels outside the model's window pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from builders import MR_SMALL, edit, write_ct_series
+from monai.bundle import run
+from pydicom.pixels import apply_rescale
+from pydicom.uid import ExplicitVRLittleEndian
+
+from custom.io.dicom_series import load_ct_series
+from custom.io.dicom_series_writer import DENOISED_LABEL, stored_value_range
+from custom.networks.generator import EfficientNetV2Denoiser
+
+BACKBONE = "tf_efficientnetv2_b0"
+HU_MIN, HU_MAX = -1024, 3072
+NOISE = 0.01  # constant noise estimate of the shifting generator, in the [0, 1] scale: 40.96 HU
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def bundle_files(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The inference config and the bundle metadata (a minimal stand-in while the lead's is not there)."""
+    meta = repo_root / "bundle" / "configs" / "metadata.json"
+    if not meta.is_file():
+        meta = tmp_path_factory.mktemp("meta") / "metadata.json"
+        meta.write_text(json.dumps({"version": "0.0.0", "monai_version": "1.6.1", "pytorch_version": "2"}))
+    return {"config_file": repo_root / "bundle" / "configs" / "inference.json", "meta_file": meta}
+
+
+def save_generator(path: Path, noise: float = 0.0) -> Path:
+    """A random tiny generator; `noise` sets its (otherwise zero) noise estimate to a constant."""
+    generator = EfficientNetV2Denoiser(backbone=BACKBONE)
+    torch.nn.init.constant_(generator.noise_head.bias, noise)
+    torch.save(generator.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def identity_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_generator(tmp_path_factory.mktemp("models") / "identity.pt")
+
+
+@pytest.fixture(scope="module")
+def shifting_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_generator(tmp_path_factory.mktemp("models") / "shifting.pt", noise=NOISE)
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def run_in_process(bundle_files: dict[str, Path], model: Path, input_dir: Path, output_dir: Path, **overrides) -> None:
+    files = {name: str(path) for name, path in bundle_files.items()}
+    run(**files, input_dir=str(input_dir), output_dir=str(output_dir), model_path=str(model), backbone=BACKBONE,
+        batch_size=2, **overrides)
+
+
+def error_chain(error: BaseException | None) -> str:
+    """All messages of an exception and its causes (the bundle wraps errors in config and transform errors)."""
+    messages = []
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(messages)
+
+
+def read_output_series(folder: Path) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(path) for path in sorted(folder.glob("slice_*.dcm"))]
+
+
+def assert_identity_outputs(source_folder: Path, output_folder: Path, name: str) -> None:
+    """DICOM and NIfTI outputs give back the source HU, slice by slice, at the source's positions."""
+    series = load_ct_series([source_folder])
+    source_hu = series.read_hu()
+    outputs = read_output_series(output_folder / name / "dicom")
+    assert len(outputs) == len(series.files)
+    for output, header, expected in zip(outputs, series.headers, source_hu, strict=True):
+        assert (output.Rows, output.Columns) == (header.Rows, header.Columns)
+        assert output.SeriesInstanceUID != header.SeriesInstanceUID
+        assert output.SOPInstanceUID != header.SOPInstanceUID
+        assert output.PatientID == header.PatientID and output.StudyInstanceUID == header.StudyInstanceUID
+        assert output.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        assert list(output.ImageType)[:2] == ["DERIVED", "SECONDARY"] and DENOISED_LABEL in output.SeriesDescription
+        low, high = stored_value_range(output)
+        assert low <= output.pixel_array.min() and output.pixel_array.max() <= high
+        np.testing.assert_allclose(apply_rescale(output.pixel_array, output), expected, atol=0.5)
+    nifti = nib.load(output_folder / name / f"{name}_denoised.nii.gz")
+    volume = nifti.get_fdata().transpose(2, 1, 0)  # (slices, rows, columns)
+    np.testing.assert_allclose(volume, source_hu, atol=1e-3)
+    for k, output in enumerate(outputs):  # voxel (0, 0, k) sits at the k-th slice's position
+        position = LPS_TO_RAS @ [*output.ImagePositionPatient, 1]
+        np.testing.assert_allclose(nifti.affine @ [0, 0, k, 1], position, atol=1e-3)
+
+
+def test_command_line_denoises_a_dicom_series(
+    bundle_files: dict[str, Path], identity_model: Path, repo_root: Path, tmp_path: Path
+) -> None:
+    series_folder = tmp_path / "input" / "patient_1" / "ct"
+    write_ct_series(series_folder, [0.0, 10.0, 5.0])
+    before = checksums(tmp_path / "input")
+    command = [
+        sys.executable, "-m", "monai.bundle", "run",
+        "--config_file", str(bundle_files["config_file"]), "--meta_file", str(bundle_files["meta_file"]),
+        "--input_dir", str(tmp_path / "input"), "--output_dir", str(tmp_path / "output"),
+        "--model_path", str(identity_model), "--backbone", BACKBONE, "--batch_size", "2",
+    ]
+    result = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_identity_outputs(series_folder, tmp_path / "output", "patient_1_ct")
+    assert checksums(tmp_path / "input") == before
+    assert not list((tmp_path / "output").rglob(".tmp-*"))
+
+
+def test_real_abdominal_slices_round_trip(
+    bundle_files: dict[str, Path], identity_model: Path, shared_ct_dir: Path, tmp_path: Path
+) -> None:
+    """Siemens JPEG 2000 slices in, uncompressed denoised series out, HU unchanged by the identity generator."""
+    source = tmp_path / "abdomen"
+    source.mkdir()
+    for path in sorted((shared_ct_dir / "totalsegmentator_abdomen_siemens").iterdir())[:2]:
+        shutil.copy(path, source / path.name)
+    before = checksums(source)
+    run_in_process(bundle_files, identity_model, source, tmp_path / "output")
+    assert_identity_outputs(source, tmp_path / "output", "abdomen")
+    assert checksums(source) == before
+
+
+def test_voxels_outside_the_window_keep_the_input_hu(
+    bundle_files: dict[str, Path], shifting_model: Path, tmp_path: Path
+) -> None:
+    """Padding below -1024 HU and metal above 3072 HU pass through; the rest is shifted by the noise estimate."""
+    files = write_ct_series(tmp_path / "in", [0.0, 5.0])
+    for file in files:
+        dataset = pydicom.dcmread(file)
+        stored = dataset.pixel_array.copy()
+        stored[:4, :] = -1000  # -2024 HU with intercept -1024: outside the reconstruction circle
+        stored[60:64, 60:64] = 4500  # 3476 HU: metal
+        dataset.PixelData = stored.tobytes()
+        dataset.save_as(file, enforce_file_format=True)
+    run_in_process(bundle_files, shifting_model, tmp_path / "in", tmp_path / "out", amp=True)
+    series = load_ct_series([tmp_path / "in"])
+    outputs = read_output_series(tmp_path / "out" / "in" / "dicom")
+    for output, expected in zip(outputs, series.read_hu(), strict=True):
+        hu = apply_rescale(output.pixel_array, output)
+        outside = (expected < HU_MIN) | (expected > HU_MAX)
+        assert outside.sum() == 4 * 128 + 16
+        np.testing.assert_array_equal(hu[outside], expected[outside])
+        shift = NOISE * (HU_MAX - HU_MIN)
+        np.testing.assert_allclose(hu[~outside], expected[~outside] - shift, atol=0.5 + 0.02 * shift)
+
+
+def test_nifti_folder_and_datalist_inputs(bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path) -> None:
+    """NIfTI in, NIfTI out with the same affine and HU, and no DICOM output; a datalist JSON works alike."""
+    series = load_ct_series(write_ct_series(tmp_path / "dicom", [0.0, 5.0]))
+    affine = np.array([[-0.7, 0, 0, 90], [0, -0.7, 0, 80], [0, 0, 5, -30], [0, 0, 0, 1]])
+    volume = series.read_hu().transpose(2, 1, 0)
+    (tmp_path / "nifti").mkdir()
+    nib.save(nib.Nifti1Image(volume, affine), tmp_path / "nifti" / "ld_case.nii.gz")
+    run_in_process(bundle_files, identity_model, tmp_path / "nifti", tmp_path / "out")
+    output = nib.load(tmp_path / "out" / "ld_case" / "ld_case_denoised.nii.gz")
+    np.testing.assert_allclose(output.affine, affine, atol=1e-5)
+    np.testing.assert_allclose(output.get_fdata(), volume, atol=1e-3)
+    assert not (tmp_path / "out" / "ld_case" / "dicom").exists()
+
+    datalist = tmp_path / "nifti" / "datalist.json"
+    datalist.write_text(json.dumps({"test": [{"low_dose": "ld_case.nii.gz", "full_dose": "ld_case.nii.gz"}]}))
+    run_in_process(bundle_files, identity_model, datalist, tmp_path / "from_datalist")
+    assert (tmp_path / "from_datalist" / "ld_case" / "ld_case_denoised.nii.gz").is_file()
+
+
+def truncate(folder: Path) -> Path:
+    files = write_ct_series(folder, [0.0, 5.0])
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[: len(data) - 5000])
+    return files[1]
+
+
+def non_ct(folder: Path) -> Path:
+    write_ct_series(folder, [0.0, 5.0])
+    shutil.copy(MR_SMALL, folder / "mr.dcm")
+    return folder / "mr.dcm"
+
+
+def no_rescale_slope(folder: Path) -> Path:
+    files = write_ct_series(folder, [0.0, 5.0])
+    edit(files[0], RescaleSlope=None)
+    return files[0]
+
+
+def mixed_image_sizes(folder: Path) -> Path:
+    files = write_ct_series(folder, [0.0, 5.0])
+    smaller = pydicom.dcmread(files[0])
+    smaller.set_pixel_data(smaller.pixel_array[::2, ::2].copy(), "MONOCHROME2", 16, generate_instance_uid=False)
+    smaller.save_as(files[0], enforce_file_format=True)
+    return files[0]
+
+
+def empty(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "make_bad_input, problem",
+    [
+        (truncate, "truncated"),
+        (non_ct, "not 'CT'"),
+        (no_rescale_slope, "RescaleSlope missing"),
+        (mixed_image_sizes, "one volume needs one image size"),
+        (empty, "folder is empty"),
+    ],
+)
+def test_bad_input_names_the_file(
+    bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path, make_bad_input, problem: str
+) -> None:
+    culprit = make_bad_input(tmp_path / "in")
+    with pytest.raises(Exception) as error:
+        run_in_process(bundle_files, identity_model, tmp_path / "in", tmp_path / "out")
+    message = error_chain(error.value)
+    assert str(culprit) in message and problem in message
+    assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_output_inside_the_input_is_refused(
+    bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path
+) -> None:
+    write_ct_series(tmp_path / "in", [0.0, 5.0])
+    before = checksums(tmp_path / "in")
+    with pytest.raises(Exception) as error:
+        run_in_process(bundle_files, identity_model, tmp_path / "in", tmp_path / "in" / "denoised")
+    assert "inside input_dir" in error_chain(error.value)
+    assert checksums(tmp_path / "in") == before

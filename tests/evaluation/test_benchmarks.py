@@ -1,0 +1,234 @@
+"""Benchmark plumbing on tiny budgets: every method, convention and variant is there, and runs compare in MLflow.
+
+The figures themselves are not checked (they need the documented budgets); the structure, the conventions and
+the MLflow record are.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+from custom.evaluation import quality_benchmark as benchmark_quality
+from custom.evaluation import run_comparison
+from custom.evaluation import speed_benchmark as benchmark_speed
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+ScriptLoader = Callable[[str], ModuleType]
+
+
+def write_synthetic_datalist(folder: Path) -> Path:
+    """A tiny paired datalist: 64x64 HU phantoms (water disc, a lesion) with white noise as the low dose."""
+    rng = np.random.default_rng(0)
+    rows, columns = np.mgrid[:64, :64]
+    content: dict[str, list[dict[str, str]]] = {}
+    for split, count in (("training", 3), ("validation", 2), ("test", 3)):
+        content[split] = []
+        for index in range(count):
+            full = np.where((rows - 32) ** 2 + (columns - 32) ** 2 < 26**2, 40.0, -1000.0)
+            full += 60 * np.exp(-((rows - 20 - 3 * index) ** 2 + (columns - 30) ** 2) / 30)
+            low = full + rng.normal(0, 30, full.shape)
+            pair = {"low_dose": f"{split}{index}_low.nii.gz", "full_dose": f"{split}{index}_full.nii.gz"}
+            for key, image in (("low_dose", low), ("full_dose", full)):
+                nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), folder / pair[key])
+            content[split].append({**pair, "patient": f"{split}{index}"})
+    path = folder / "datalist.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+@pytest.fixture(scope="module")
+def quality_run(script: ScriptLoader, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
+    """One --quick quality benchmark over every method; returns its result, output folder and datalist."""
+    data_dir = tmp_path_factory.mktemp("paired")
+    datalist = write_synthetic_datalist(data_dir)
+    output_dir = tmp_path_factory.mktemp("quality")
+    result = script("benchmark_quality").main(["--quick", "--datalist", str(datalist), "--output-dir", str(output_dir)])
+    return result, output_dir, datalist
+
+
+def test_quality_table_has_every_method_and_convention(quality_run: tuple[dict, Path, Path]) -> None:
+    result, output_dir, _ = quality_run
+    assert set(result["methods"]) == set(benchmark_quality.ALL_METHODS)
+    expected_scores = {f"{metric}_{window}" for metric in ("psnr", "ssim", "rmse") for window in ("w400", "w2000")}
+    for method, record in result["methods"].items():
+        assert set(record["summary"]) == expected_scores, method
+        for run in record["runs"]:
+            assert all(len(values) == result["test_slices"] == 3 for values in run["scores"].values()), method
+        assert 0 < record["summary"]["ssim_w400"]["mean"] <= 1
+    table = (output_dir / "quality.md").read_text()
+    assert "[-160, 240] HU, data range 400" in table and "[-1000, 1000] HU, data range 2000" in table
+    for label in benchmark_quality.LABELS.values():
+        assert table.count(f"| {label} |") == 2, label  # one row per convention
+    assert json.loads((output_dir / "quality.json").read_text())["methods"].keys() == result["methods"].keys()
+    assert (output_dir / "validation_curves.png").read_bytes().startswith(PNG_MAGIC)
+    assert "ours_minus_red_cnn_psnr_w400_db" in result["targets"]
+    noise = result["soft_tissue_noise_std_hu"]
+    assert set(noise) == {"training", "validation", "test"} and all(0 < std < 500 for std in noise.values())
+    assert f"test {noise['test']:.1f}" in table
+
+
+def test_classical_strength_is_chosen_on_validation(quality_run: tuple[dict, Path, Path]) -> None:
+    result, _, _ = quality_run
+    for method, classical in benchmark_quality.CLASSICAL_METHODS.items():
+        (run,) = result["methods"][method]["runs"]
+        assert run["chosen"] in classical.quick_grid
+        assert run["validation_psnr_w400"][str(run["chosen"])] == max(run["validation_psnr_w400"].values())
+    # white noise of 30 HU on a flat phantom: every classical denoiser beats the input
+    for method in benchmark_quality.CLASSICAL_METHODS:
+        assert result["methods"][method]["delta_vs_ldct"]["psnr_w400"]["mean"] > 1.0, method
+
+
+def test_scoring_matches_the_bundles_validation_metrics(quality_run: tuple[dict, Path, Path]) -> None:
+    """The benchmark's per-slice PSNR/SSIM of the low-dose input on validation equal what the bundle logged."""
+    result, _, datalist = quality_run
+    scoring = benchmark_quality.BundleScoring(datalist)
+    validation = benchmark_quality.load_paired_datalist(datalist, "validation")
+    scores = scoring.score(validation, lambda image: image, "validation ldct")
+    client = mlflow.MlflowClient(result["tracking_uri"])
+    logged = client.get_run(result["methods"]["ours"]["runs"][0]["mlflow_run_id"]).data.metrics
+    assert np.mean(scores["psnr_w400"]) == pytest.approx(logged["ldct_psnr_w400"], abs=1e-3)
+    assert np.mean(scores["ssim_w400"]) == pytest.approx(logged["ldct_ssim_w400"], abs=1e-4)
+
+
+def test_every_quality_run_is_in_one_mlflow_experiment(script: ScriptLoader, quality_run: tuple[dict, Path, Path]) -> None:
+    result, output_dir, _ = quality_run
+    assert result["tracking_uri"] == f"sqlite:///{output_dir / 'mlruns.db'}"
+    client = mlflow.MlflowClient(result["tracking_uri"])
+    experiment = client.get_experiment_by_name(benchmark_quality.DEFAULT_EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    assert {run.data.params["method"] for run in runs} == set(benchmark_quality.ALL_METHODS)
+    for run in runs:
+        assert "test_psnr_w400" in run.data.metrics and "test_ssim_w2000" in run.data.metrics
+    red_cnn = next(run for run in runs if run.data.params["method"] == "red_cnn")
+    assert red_cnn.data.params["lambda_mse"] == "1.0" and red_cnn.data.params["n_critic"] == "0"
+    assert not list(Path.cwd().glob("mlruns"))  # artifacts stay under the output folder
+
+    summary = script("compare_runs").main(["--tracking-uri", result["tracking_uri"], "--experiment", experiment.name,
+                                 "--plot", str(output_dir / "curves.png")])
+    assert "method" in summary["differing_params"]
+    assert (output_dir / "curves.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_speed_json_has_every_variant_or_a_reason(script: ScriptLoader, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "speed.json"
+    result = script("benchmark_speed").main(["--quick", "--output", str(output), "--markdown", str(tmp_path / "speed.md")])
+    printed = json.loads(capsys.readouterr().out)  # stdout carries only the JSON
+    assert printed == json.loads(output.read_text())
+    assert set(result["models"]) == set(benchmark_speed.QUICK_MODELS)
+    for name, record in result["models"].items():
+        assert record["gflops_per_slice"] > 0
+        assert set(record["variants"]) == set(benchmark_speed.VARIANTS), name
+        for variant, outcome in record["variants"].items():
+            if outcome["status"] == "ok":
+                assert outcome["batch1_latency_ms"] > 0 and outcome["best_batch"] in (1, 2), (name, variant)
+                assert outcome["max_abs_diff_hu_vs_eager_fp32"] < 50, (name, variant)  # autocast: bf16 rounding
+            else:
+                assert outcome["reason"], (name, variant)
+        assert record["variants"]["compile"]["status"] == "skipped"  # --quick leaves torch.compile out
+    assert record["variants"]["eager_fp32"]["max_abs_diff_hu_vs_eager_fp32"] == 0
+    ours = result["speedup_vs_red_cnn"]["ours_tf_efficientnetv2_b0"]
+    assert set(ours["per_variant"]) <= set(benchmark_speed.VARIANTS) and ours["best_vs_best"]["ratio"] > 0
+    (training,) = result["training"]
+    assert training["status"] == "ok" and training["patches_per_s"] > 0 and training["n_critic"] >= 1
+    table = (tmp_path / "speed.md").read_text()
+    assert all(variant in table for variant in benchmark_speed.VARIANTS)
+
+
+def test_compile_that_takes_too_long_is_reported_as_skipped() -> None:
+    settings = benchmark_speed.Settings.for_device("cpu", quick=True)
+    settings = replace(settings, skip_compile_reason="", compile_timeout=0.5)
+    outcome = benchmark_speed.measure_compile("red_cnn", settings, reference=None)
+    assert outcome == {"status": "skipped", "reason": "torch.compile did not finish within 0.5 s"}
+
+
+def make_store(uri: str) -> None:
+    """Three runs: two differ in lambda_adv and share backbone; validation PSNR/SSIM per epoch; one single value."""
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment("compare", artifact_location=Path(uri.removeprefix("sqlite:///")).parent.as_uri())
+    for name, lambda_adv, final in (("wgan", "0.001", 30.0), ("l1", "0.0", 29.0)):
+        run_id = client.create_run(experiment_id, run_name=name).info.run_id
+        for param, value in {"backbone": "b0", "lambda_adv": lambda_adv, "epoch_length": "10"}.items():
+            client.log_param(run_id, param, value)
+        for epoch in (1, 2, 3):
+            client.log_metric(run_id, "psnr_w400", final - 3 + epoch, step=epoch)
+            client.log_metric(run_id, "ssim_w400", 0.7 + 0.05 * epoch, step=epoch)
+            client.log_metric(run_id, "train_loss", 1.0 / epoch, step=epoch)
+        client.set_terminated(run_id)
+    run_id = client.create_run(experiment_id, run_name="bm3d").info.run_id
+    client.log_param(run_id, "backbone", "b0")
+    client.log_metric(run_id, "psnr_w400", 28.5)
+    client.set_terminated(run_id)
+
+
+def test_compare_runs_table_and_plot(script: ScriptLoader, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    make_store(uri)
+    plot = tmp_path / "plots" / "curves.png"
+    summary = script("compare_runs").main(["--tracking-uri", uri, "--experiment", "compare", "--plot", str(plot),
+                                 "--json", str(tmp_path / "summary.json")])
+    table = capsys.readouterr().out
+    assert summary["differing_params"] == ["epoch_length", "lambda_adv"]  # backbone is the same everywhere
+    header = table.splitlines()[0]
+    assert "lambda_adv" in header and "backbone" not in header and "train_loss" not in header
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:] if line.startswith("|")}
+    assert set(rows) == {"wgan", "l1", "bm3d"}
+    assert "| 30 |" in rows["wgan"] and "| 28.5 |" in rows["bm3d"]  # final (last) values
+    assert summary["curves"] == 5  # 2 runs x 2 metrics, and bm3d's single PSNR as a reference line
+    assert plot.read_bytes().startswith(PNG_MAGIC)
+    client = mlflow.MlflowClient(uri)
+    wgan = next(r for r in client.search_runs([client.get_experiment_by_name("compare").experiment_id])
+                if r.data.tags["mlflow.runName"] == "wgan")
+    assert run_comparison.metric_curve(client, wgan, "psnr_w400") == [(10, 28.0), (20, 29.0), (30, 30.0)]
+    assert json.loads((tmp_path / "summary.json").read_text())["runs"][0]["run"] == "wgan"
+
+
+def test_compare_runs_names_a_missing_experiment(script: ScriptLoader, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    make_store(uri)
+    with pytest.raises(SystemExit, match="no experiment 'absent'.*compare"):
+        script("compare_runs").main(["--tracking-uri", uri, "--experiment", "absent", "--plot", str(tmp_path / "x.png")])
+
+
+def test_default_data_is_simulated_once_and_split_by_series(tmp_path: Path) -> None:
+    """Real CT (pydicom's CT_small) in three series folders becomes a paired datalist, one split per series."""
+    source = Path(get_testdata_file("CT_small.dcm"))
+    data_dir = tmp_path / "ct"
+    splits = {"training": ("series_a",), "validation": ("series_b",), "test": ("series_c",)}
+    for names in splits.values():
+        (data_dir / names[0]).mkdir(parents=True)
+        shutil.copy(source, data_dir / names[0] / "slice.dcm")
+    output_dir = tmp_path / "out"
+    dose_fractions = {"series_a": 0.05}  # series_b and series_c stay at quarter dose
+    datalist = benchmark_quality.build_default_datalist(data_dir, output_dir, 0, splits, dose_fractions)
+    noise = {}
+    for split, (series,) in splits.items():
+        (entry,) = benchmark_quality.load_paired_datalist(datalist, split)
+        assert entry["patient"] == series
+        low, full = (np.asarray(nib.load(entry[key]).dataobj) for key in ("image", "label"))
+        assert low.shape == full.shape == (128, 128) and 0 < np.abs(low - full).mean() < 200
+        noise[split] = float(np.std(low - full))
+    # the same slice at a twentieth of the dose is much noisier than at a quarter: (1 - d) / d is 19 against 3
+    assert noise["training"] > 1.8 * noise["test"] and noise["validation"] < 1.3 * noise["test"]
+    written = datalist.stat().st_mtime_ns
+    assert benchmark_quality.build_default_datalist(data_dir, output_dir, 0, splits, dose_fractions) == datalist
+    assert datalist.stat().st_mtime_ns == written  # same sources and settings: reused, not simulated again
+    with pytest.raises(FileNotFoundError, match="missing CT series \\['absent'\\]"):
+        benchmark_quality.build_default_datalist(data_dir, output_dir, seed=0, series_splits={"test": ("absent",)})
+
+
+def test_evenly_spaced_subset_keeps_the_ends() -> None:
+    items = [{"index": i} for i in range(20)]
+    assert [item["index"] for item in benchmark_quality.evenly_spaced(items, 5)] == [0, 5, 10, 14, 19]
+    assert benchmark_quality.evenly_spaced(items, None) == items
