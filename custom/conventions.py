@@ -36,8 +36,13 @@ PRIMARY_WINDOW = EvaluationWindow("w400", -160.0, 240.0)
 WIDE_WINDOW = EvaluationWindow("w2000", -1000.0, 1000.0)
 EVALUATION_WINDOWS: tuple[EvaluationWindow, ...] = (PRIMARY_WINDOW, WIDE_WINDOW)
 HEADLINE_METRIC = f"psnr_{PRIMARY_WINDOW.name}"
-# Soft tissue (fat to enhanced organs), where noise level, NPS and mean shift are measured.
+# Soft tissue, fat to enhanced organs: where the quality benchmark compares the noise of its splits.
 SOFT_TISSUE_HU: tuple[float, float] = (-160.0, 240.0)
+# Organ tissue without fat (contrast-enhanced liver and spleen reach 110-135 HU in the Mayo scans): the flattest
+# tissue, where noise level, NPS and mean shift are measured (custom.simulation.noise_texture).
+ORGAN_TISSUE_HU: tuple[float, float] = (-20.0, 180.0)
+# Above it is the patient (and the table): training patches are drawn there, and a slice without it has no body.
+BODY_THRESHOLD_HU = -500.0
 
 # --- Datalists --------------------------------------------------------------------------------------------------
 DATALIST_NAME = "datalist.json"

@@ -45,16 +45,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--image-size", type=int, help="slice side in pixels (default 512; quick 64)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes to search (default: per device)")
-    parser.add_argument("--compile-timeout", type=float,
-                        help="seconds allowed to torch.compile and its timing (default CPU 240, CUDA 600); "
-                             "with --quick, also turns torch.compile on")
+    parser.add_argument(
+        "--compile-timeout",
+        type=float,
+        help="seconds allowed to torch.compile and its timing (default CPU 240, CUDA 600); "
+        "with --quick, also turns torch.compile on",
+    )
     parser.add_argument("--train-backbone", help="training benchmark backbone (default efficientnetv2_m)")
     parser.add_argument("--train-batch-size", type=int, help="training batch of patches (default 128)")
     parser.add_argument("--train-patch-size", type=int, help="training patch side (default 64)")
     parser.add_argument("--skip-training", action="store_true", help="inference only")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
-    parser.add_argument("--weights", nargs="+", metavar="MODEL=FILE",
-                        help="trained state_dicts (e.g. the bundle's models/model.pt) so the Δ vs fp32 is realistic")
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="MODEL=FILE",
+        help="trained state_dicts (e.g. the bundle's models/model.pt) so the Δ vs fp32 is realistic",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     parser.add_argument("--markdown", type=Path, help="also write Markdown tables here")

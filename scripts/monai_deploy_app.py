@@ -42,6 +42,5 @@ def main() -> None:
     CTDenoisingApp().run()
 
 
-
 if __name__ == "__main__":
     main()

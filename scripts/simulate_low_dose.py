@@ -8,6 +8,10 @@ Writing both images the same way keeps each pair pixel-aligned whatever the inpu
 A datalist keeps its splits and patients; for a folder, the first sub-folder is the patient (loose files are one
 patient) and the split is patient-wise by fraction. The output folder may not lie inside an input folder.
 
+The default simulation is calibrated to real Mayo quarter dose (Siemens AS+ geometry, bowtie, electronic noise,
+B30f-like kernel; bundle/docs/data_and_simulation.md); the noise level follows the input's pixel spacing in mm.
+For a whole 3D volume split by z-blocks use scripts/prepare_volume.py.
+
 Example: python scripts/simulate_low_dose.py /data/full_dose_slices /data/simulated --dose-fraction 0.25
 """
 
@@ -22,25 +26,14 @@ import torch
 
 from custom.conventions import SPLITS
 from custom.data.simulated_pairs import simulate_dataset
-from custom.simulation.low_dose import (
-    DEFAULT_ELECTRONIC_NOISE_VAR,
-    DEFAULT_FILTER,
-    DEFAULT_INCIDENT_FLUX,
-    DEFAULT_NUM_VIEWS,
-    SimulateLowDose,
-)
-from custom.simulation.projector import FILTER_NAMES
+from custom.simulation.options import add_simulation_arguments, simulator_from_args
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, help="folder of full-dose slices, or a datalist JSON with full_dose entries")
     parser.add_argument("output_dir", type=Path, help="where full_dose/, low_dose/ and datalist.json go")
-    parser.add_argument("--dose-fraction", type=float, default=0.25, help="simulated dose relative to the input (0.25 = quarter)")
-    parser.add_argument("--incident-flux", type=float, default=DEFAULT_INCIDENT_FLUX, help="full-dose photons per detector bin per view")
-    parser.add_argument("--electronic-noise-var", type=float, default=DEFAULT_ELECTRONIC_NOISE_VAR)
-    parser.add_argument("--num-views", type=int, default=DEFAULT_NUM_VIEWS)
-    parser.add_argument("--filter-name", choices=FILTER_NAMES, default=DEFAULT_FILTER)
+    add_simulation_arguments(parser)
     parser.add_argument("--pixel-spacing-mm", type=float, default=None, help="pixel spacing of .npy inputs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of the folder split")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="folder input: fraction of patients for validation")
@@ -52,13 +45,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        simulator = SimulateLowDose(
-            dose_fraction=args.dose_fraction, incident_flux=args.incident_flux, electronic_noise_var=args.electronic_noise_var,
-            num_views=args.num_views, filter_name=args.filter_name, seed=args.seed,
-        )
+        simulator = simulator_from_args(args, seed=args.seed)
         datalist = simulate_dataset(
-            args.input, args.output_dir, simulator, pixel_spacing_mm=args.pixel_spacing_mm,
-            val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, device=args.device,
+            args.input,
+            args.output_dir,
+            simulator,
+            pixel_spacing_mm=args.pixel_spacing_mm,
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            device=args.device,
         )
     except ValueError as error:  # bad input: a message, not a traceback
         raise SystemExit(f"error: {error}") from error

@@ -73,13 +73,13 @@ class Skipped:
 
 
 def detect_layout(input_dir: Path) -> str:
-    """"mayo" when some folder is named like full_3mm / quarter_1mm, else "tcia"."""
+    """ "mayo" when some folder is named like full_3mm / quarter_1mm, else "tcia"."""
     mayo_names = {pattern.format(thickness=t) for pattern in MAYO_DOSE_FOLDERS.values() for t in THICKNESSES}
     return "mayo" if any(path.is_dir() and path.name in mayo_names for path in input_dir.rglob("*")) else "tcia"
 
 
 def dose_from_text(text: str) -> str | None:
-    """"full" or "low" when the text names exactly one of them."""
+    """ "full" or "low" when the text names exactly one of them."""
     text = text.lower()
     is_full, is_low = "full" in text, ("low" in text or "quarter" in text)
     return None if is_full == is_low else ("full" if is_full else "low")
@@ -131,7 +131,9 @@ def mayo_candidates(input_dir: Path, thickness: str) -> list[tuple[Path, str, st
     dose_dirs = sorted(path for path in input_dir.rglob("*") if path.is_dir() and path.name in dose_of_folder)
     outer_dirs = [path for path in dose_dirs if not any(parent in dose_dirs for parent in path.parents)]
     return [
-        (file, dose_dir.parent.name, dose_of_folder[dose_dir.name]) for dose_dir in outer_dirs for file in candidate_files(dose_dir)
+        (file, dose_dir.parent.name, dose_of_folder[dose_dir.name])
+        for dose_dir in outer_dirs
+        for file in candidate_files(dose_dir)
     ]
 
 
@@ -152,16 +154,21 @@ def collect_slices(input_dir: Path, layout: str, thickness: str | None) -> tuple
         candidates = mayo_candidates(input_dir, thickness or DEFAULT_MAYO_THICKNESS)
     else:
         candidates = tcia_candidates(input_dir)
-    slices, skipped = [], []
+    slices: list[CTSlice] = []
+    skipped: list[Skipped] = []
     for file, patient, folder_dose in tqdm(candidates, desc="reading DICOM headers", unit="file"):
         item = read_slice(file, patient, folder_dose, use_tags=layout == "tcia")
-        (slices if isinstance(item, CTSlice) else skipped).append(item)
+        if isinstance(item, CTSlice):
+            slices.append(item)
+        else:
+            skipped.append(item)
     if layout == "tcia" and thickness:
         wanted = float(thickness.removesuffix("mm"))
         matches = [item.slice_thickness is not None and abs(item.slice_thickness - wanted) < 0.05 for item in slices]
         skipped += [
             Skipped(item.patient, item.dose, item.path, "other slice thickness", f"SliceThickness {item.slice_thickness}")
-            for item, match in zip(slices, matches) if not match
+            for item, match in zip(slices, matches)
+            if not match
         ]
         slices = [item for item, match in zip(slices, matches) if match]
     return slices, skipped
@@ -176,7 +183,8 @@ def one_series_per_dose(slices: list[CTSlice]) -> tuple[list[CTSlice], list[Skip
     kept = [item for item in slices if item.patient not in ambiguous]
     skipped = [
         Skipped(item.patient, item.dose, item.path, "several series of one dose", ambiguous[item.patient])
-        for item in slices if item.patient in ambiguous
+        for item in slices
+        if item.patient in ambiguous
     ]
     return kept, skipped
 
@@ -185,8 +193,10 @@ def geometry_mismatch(low: CTSlice, full: CTSlice, tolerance_mm: float) -> str |
     """Why two slices at the same position still cannot form a pixel-wise pair, or None."""
     if (low.rows, low.columns) != (full.rows, full.columns):
         return f"image size {low.rows}x{low.columns} differs from its partner's {full.rows}x{full.columns}"
-    if low.pixel_spacing and full.pixel_spacing and any(
-        abs(a - b) > SPACING_TOLERANCE_MM for a, b in zip(low.pixel_spacing, full.pixel_spacing)
+    if (
+        low.pixel_spacing
+        and full.pixel_spacing
+        and any(abs(a - b) > SPACING_TOLERANCE_MM for a, b in zip(low.pixel_spacing, full.pixel_spacing))
     ):
         return f"pixel spacing {low.pixel_spacing} differs from its partner's {full.pixel_spacing}"
     if low.xy and full.xy and any(abs(a - b) > tolerance_mm for a, b in zip(low.xy, full.xy)):
@@ -203,8 +213,18 @@ def _unique_by_key(items: list[CTSlice], key: dict[Path, float], tolerance: floa
             clash.update({previous.path, current.path})
     return [item for item in ordered if item.path not in clash], [
         Skipped(item.patient, item.dose, item.path, "duplicate position", "another slice of the series has the same position")
-        for item in ordered if item.path in clash
+        for item in ordered
+        if item.path in clash
     ]
+
+
+def _position_key(item: CTSlice, by_position: bool) -> float:
+    """The slice's z position, or its InstanceNumber as a float; the caller has checked that it is present."""
+    if by_position:
+        assert item.z is not None
+        return item.z
+    assert item.instance is not None
+    return float(item.instance)
 
 
 def pair_patient_slices(
@@ -219,10 +239,16 @@ def pair_patient_slices(
     by_position = all(item.z is not None for item in everything)
     if not by_position and not all(item.instance is not None for item in everything):
         return [], [
-            Skipped(item.patient, item.dose, item.path, "no position", "neither ImagePositionPatient nor InstanceNumber on every slice")
+            Skipped(
+                item.patient,
+                item.dose,
+                item.path,
+                "no position",
+                "neither ImagePositionPatient nor InstanceNumber on every slice",
+            )
             for item in everything
         ]
-    key = {item.path: (item.z if by_position else float(item.instance)) for item in everything}
+    key = {item.path: _position_key(item, by_position) for item in everything}
     tolerance = tolerance_mm if by_position else 0.0
     low, skipped = _unique_by_key(low_slices, key, tolerance)
     full, skipped_full = _unique_by_key(full_slices, key, tolerance)
@@ -249,13 +275,17 @@ def pair_patient_slices(
                 for item in claimants + [partner]
             ]
         elif mismatch := geometry_mismatch(claimants[0], partner, tolerance_mm):
-            skipped += [Skipped(item.patient, item.dose, item.path, "geometry mismatch", mismatch) for item in (claimants[0], partner)]
+            skipped += [
+                Skipped(item.patient, item.dose, item.path, "geometry mismatch", mismatch) for item in (claimants[0], partner)
+            ]
         else:
             pairs.append((claimants[0], partner))
     return pairs, skipped
 
 
-def pair_slices(slices: list[CTSlice], tolerance_mm: float = 0.1) -> tuple[dict[str, list[tuple[CTSlice, CTSlice]]], list[Skipped]]:
+def pair_slices(
+    slices: list[CTSlice], tolerance_mm: float = 0.1
+) -> tuple[dict[str, list[tuple[CTSlice, CTSlice]]], list[Skipped]]:
     """Pairs per patient (sorted by position) and everything skipped, over all patients."""
     slices, skipped = one_series_per_dose(slices)
     by_patient: dict[str, dict[str, list[CTSlice]]] = defaultdict(lambda: {"low": [], "full": []})
@@ -263,7 +293,9 @@ def pair_slices(slices: list[CTSlice], tolerance_mm: float = 0.1) -> tuple[dict[
         by_patient[item.patient][item.dose].append(item)
     pairs = {}
     for patient in sorted(by_patient):
-        patient_pairs, patient_skipped = pair_patient_slices(by_patient[patient]["low"], by_patient[patient]["full"], tolerance_mm)
+        patient_pairs, patient_skipped = pair_patient_slices(
+            by_patient[patient]["low"], by_patient[patient]["full"], tolerance_mm
+        )
         skipped += patient_skipped
         if patient_pairs:
             pairs[patient] = patient_pairs
@@ -327,13 +359,15 @@ def build_datalist(
     pairs: dict[str, list[tuple[CTSlice, CTSlice]]], split: dict[str, list[str]], converted: dict[Path, Path] | None = None
 ) -> dict[str, list[dict[str, str]]]:
     """The datalist: per split, the pairs of its patients with absolute paths (NIfTI ones when converted)."""
+
     def location(item: CTSlice) -> str:
         return str((converted[item.path] if converted else item.path).absolute())
 
     return {
         name: [
             {LOW_DOSE_KEY: location(low), FULL_DOSE_KEY: location(full), PATIENT_KEY: patient}
-            for patient in split[name] for low, full in pairs[patient]
+            for patient in split[name]
+            for low, full in pairs[patient]
         ]
         for name in SPLITS
     }
@@ -384,4 +418,3 @@ def prepare(args: argparse.Namespace) -> int:
     for reason, count in Counter(item.reason for item in skipped).most_common():
         print(f"  {count} x {reason}")
     return 0
-

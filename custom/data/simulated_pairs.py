@@ -1,7 +1,8 @@
 """Make paired training data from full-dose CT slices by simulating low dose in the projection domain.
 
 Input: a folder of 2D slices (DICOM, NIfTI .nii/.nii.gz, or .npy in HU) searched recursively, or a datalist JSON
-whose entries have a "full_dose" path. For every slice the output folder receives a float32 HU NIfTI of the full
+whose entries have a "full_dose" path; every slice is read and checked (CT, pixel spacing, a body in it)
+before anything is written. For every slice the output folder receives a float32 HU NIfTI of the full
 dose and of the simulated low dose (``full_dose/`` and ``low_dose/``, same relative names), and ``datalist.json``
 pairs them: {"training": [{"low_dose", "full_dose", "patient"}, ...], "validation": [...], "test": [...]}.
 Writing both images the same way keeps each pair pixel-aligned whatever the input format was.
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import SpatialImage
 from pydicom.misc import is_dicom
 from tqdm import tqdm
 
-from custom.conventions import DATALIST_NAME, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
+from custom.conventions import BODY_THRESHOLD_HU, DATALIST_NAME, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
 from custom.data.mayo import check_output_outside_input, split_patients
 from custom.io.atomic_output import atomic_output
 from custom.io.dicom_series import candidate_files, read_header, read_slice_hu
@@ -33,6 +36,7 @@ from custom.simulation.low_dose import (
 )
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+MIN_BODY_FRACTION = 0.01  # of the slice's pixels above BODY_THRESHOLD_HU: less is air, or the table alone
 
 
 class InputError(ValueError):
@@ -55,7 +59,8 @@ def read_full_dose(path: Path, npy_spacing_mm: float | None) -> tuple[np.ndarray
     """A 2D HU slice (H, W) and the 4x4 affine whose first two columns carry its pixel spacing."""
     if path.name.endswith(NIFTI_SUFFIXES):
         try:
-            image = nib.load(str(path))
+            # nib.load is typed FileBasedImage; a NIfTI file loads as a SpatialImage (dataobj and affine)
+            image = cast(SpatialImage, nib.load(str(path)))
             hu, affine = np.asarray(image.dataobj, dtype=np.float32), image.affine
         except (OSError, ValueError, ImageFileError) as error:
             raise InputError(f"{path}: unreadable NIfTI ({error})") from error
@@ -76,7 +81,18 @@ def read_full_dose(path: Path, npy_spacing_mm: float | None) -> tuple[np.ndarray
     hu = hu.squeeze()
     if hu.ndim != 2:
         raise InputError(f"{path}: expected one 2D slice, got an array of shape {hu.shape}")
+    require_body(hu, str(path))
     return hu, affine
+
+
+def require_body(hu: np.ndarray, where: str) -> None:
+    """Refuse a slice without a patient in it: its simulated low dose would be noise in air, nothing to learn from."""
+    body_fraction = float((hu > BODY_THRESHOLD_HU).mean())
+    if body_fraction < MIN_BODY_FRACTION:
+        raise InputError(
+            f"{where}: no body in the slice ({body_fraction:.1%} of pixels above {BODY_THRESHOLD_HU:g} HU); "
+            "is it a CT slice in HU through the patient?"
+        )
 
 
 def is_image_file(path: Path) -> bool:
@@ -107,26 +123,33 @@ def datalist_entries(datalist_file: Path) -> dict[str, list[dict[str, str]]]:
         raise InputError(f"{datalist_file}: cannot read the datalist ({error})") from error
     if not isinstance(content, dict):
         raise InputError(f"{datalist_file}: expected an object with {SPLITS} lists, got {type(content).__name__}")
-    splits = {}
+    splits: dict[str, list[dict[str, str]]] = {}
     for split in SPLITS:
         splits[split] = []
         for index, entry in enumerate(content.get(split, [])):
             if not isinstance(entry, dict) or FULL_DOSE_KEY not in entry:
                 raise InputError(f"{datalist_file}: {split}[{index}] has no 'full_dose' path")
-            splits[split].append({FULL_DOSE_KEY: str(datalist_file.parent / entry[FULL_DOSE_KEY]), PATIENT_KEY: str(entry.get(PATIENT_KEY, ""))})
+            splits[split].append(
+                {FULL_DOSE_KEY: str(datalist_file.parent / entry[FULL_DOSE_KEY]), PATIENT_KEY: str(entry.get(PATIENT_KEY, ""))}
+            )
     if not any(splits.values()):
         raise InputError(f"{datalist_file}: no entries in {SPLITS}")
     return splits
 
 
-def split_folder_entries(entries: list[dict[str, str]], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[dict[str, str]]]:
+def split_folder_entries(
+    entries: list[dict[str, str]], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[dict[str, str]]]:
     split = split_patients(sorted({entry[PATIENT_KEY] for entry in entries}), None, None, test_fraction, val_fraction, seed)
     return {name: [entry for entry in entries if entry[PATIENT_KEY] in split[name]] for name in SPLITS}
 
 
 def simulate_entries(
-    splits: dict[str, list[dict[str, str]]], simulator: SimulateLowDose, output_dir: Path,
-    pixel_spacing_mm: float | None = None, device: str | torch.device = "cpu",
+    splits: dict[str, list[dict[str, str]]],
+    simulator: SimulateLowDose,
+    output_dir: Path,
+    pixel_spacing_mm: float | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, list[dict[str, str]]]:
     """Simulate every entry, write both NIfTI files atomically and return the paired datalist."""
     jobs = [(split, index, entry) for split in SPLITS for index, entry in enumerate(splits[split])]
@@ -135,7 +158,9 @@ def simulate_entries(
         source = Path(entry[FULL_DOSE_KEY])
         hu, affine = read_full_dose(source, pixel_spacing_mm)
         image = MetaTensor(torch.from_numpy(hu)[None], affine=torch.as_tensor(affine, dtype=torch.float64)).to(device)
-        low_dose = simulator(image).cpu().numpy()[0]
+        simulated = simulator(image)
+        assert isinstance(simulated, torch.Tensor)  # the simulator returns the type it is given
+        low_dose = simulated.cpu().numpy()[0]
         relative = Path(split) / f"{index:05d}_{strip_suffix(source)}.nii.gz"
         written = {}
         for key, array in ((FULL_DOSE_KEY, hu), (LOW_DOSE_KEY, low_dose)):
@@ -148,8 +173,15 @@ def simulate_entries(
 
 
 def simulate_dataset(
-    source: Path, output_dir: Path, simulator: SimulateLowDose, *, pixel_spacing_mm: float | None = None,
-    val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, device: str | torch.device = "cpu",
+    source: Path,
+    output_dir: Path,
+    simulator: SimulateLowDose,
+    *,
+    pixel_spacing_mm: float | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> dict[str, list[dict[str, str]]]:
     """Simulate low-dose partners of every full-dose slice of ``source`` (a folder or a datalist) into ``output_dir``.
 
@@ -168,6 +200,8 @@ def simulate_dataset(
             check_output_outside_input(Path(entry[FULL_DOSE_KEY]).parent, output_dir)
     else:
         raise InputError(f"input '{source}' does not exist")
+    for entry in (entry for entries in splits.values() for entry in entries):  # every input checked before any output
+        read_full_dose(Path(entry[FULL_DOSE_KEY]), pixel_spacing_mm)
     datalist = simulate_entries(splits, simulator, output_dir, pixel_spacing_mm, device)
     with atomic_output(output_dir / DATALIST_NAME) as temporary:
         temporary.write_text(json.dumps(datalist, indent=2))

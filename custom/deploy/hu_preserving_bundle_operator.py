@@ -12,16 +12,20 @@ constructing the operator raises an error that says to install `monai-deploy-app
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from monai.transforms import Compose, LoadImage, LoadImaged, SaveImage, SaveImaged
 from monai.utils import optional_import
 
-MonaiBundleInferenceOperator, HAS_DEPLOY_SDK = optional_import(
+_BundleOperatorBase, HAS_DEPLOY_SDK = optional_import(
     "monai.deploy.operators", name="MonaiBundleInferenceOperator", as_type="base"
 )
+if TYPE_CHECKING:  # optional_import gives a variable, which mypy does not accept as a base class
+    from monai.deploy.operators import MonaiBundleInferenceOperator
+else:
+    MonaiBundleInferenceOperator = _BundleOperatorBase
 Image, _ = optional_import("monai.deploy.core", name="Image")
 
 # the SDK hands the operator an in-memory Image; a file reader or writer in the bundle's transforms cannot run

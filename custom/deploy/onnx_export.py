@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -40,9 +40,7 @@ DYNAMIC_AXES = {name: {0: "batch", 2: "height", 3: "width"} for name in (INPUT_N
 TRACE_SHAPE = (2, 1, 64, 64)
 
 
-def build_generator(
-    config_file: Path, ckpt_file: Path | None, overrides: dict
-) -> tuple[nn.Module, ConfigParser]:
+def build_generator(config_file: Path, ckpt_file: Path | None, overrides: dict) -> tuple[nn.Module, ConfigParser]:
     """`network_def` of the bundle config in eval mode, with the weights of `ckpt_file` (None: as initialised)."""
     parser = ConfigParser()
     parser.read_config(config_file)
@@ -116,7 +114,8 @@ def export_and_check(args: argparse.Namespace) -> dict[str, Any]:
     shapes = [*args.check_shapes, *([benchmark_shape] if benchmark_shape else [])]
     overrides = {"network_def#backbone": args.backbone} if args.backbone else {}
     network, config = build_generator(args.config_file, None if args.random_init else args.ckpt_file, overrides)
-    size_multiple = int(network.size_multiple)
+    # a plain int attribute of the generator; mypy sees nn.Module.__getattr__, typed Tensor | Module
+    size_multiple = int(cast(int, network.size_multiple))
     bad = [shape for shape in shapes if shape[2] % size_multiple or shape[3] % size_multiple]
     if bad:
         raise ValueError(f"height and width must be multiples of {size_multiple} for the ONNX model, got {bad}")
@@ -144,7 +143,7 @@ def export_and_check(args: argparse.Namespace) -> dict[str, Any]:
         "tolerance": args.tolerance,
         "passed": largest <= args.tolerance,
     }
-    if args.benchmark_size:
+    if benchmark_shape is not None:  # set exactly when args.benchmark_size is
         image = torch.rand(benchmark_shape)
         with torch.no_grad():
             report["benchmark"] = {
@@ -157,4 +156,3 @@ def export_and_check(args: argparse.Namespace) -> dict[str, Any]:
                 "threads": torch.get_num_threads(),
             }
     return report
-

@@ -1,5 +1,5 @@
 """Engines: the WGAN-GP trainer (a MONAI ``Trainer``: n_critic critic steps, then one generator step per iteration)."""
 
-from custom.engines.wgan_gp_trainer import WGANGPTrainer
+from custom.engines.wgan_gp_trainer import NonFiniteLossError, WGANGPTrainer
 
-__all__ = ["WGANGPTrainer"]
+__all__ = ["NonFiniteLossError", "WGANGPTrainer"]

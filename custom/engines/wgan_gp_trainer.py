@@ -26,6 +26,10 @@ from torch.optim import Optimizer
 from custom.losses.wgan_gp import GeneratorLoss, gradient_penalty, random_interpolates, wasserstein_estimate
 
 
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: training stopped before the optimiser step that would have spread it."""
+
+
 class WGANGPTrainer(Trainer):
     """Per iteration: `n_critic` critic steps on (full dose, G(low dose)), then one generator step.
 
@@ -83,9 +87,7 @@ class WGANGPTrainer(Trainer):
         to_kwargs: dict | None = None,
     ) -> None:
         if g_loss_function.uses_critic and (critic is None or c_optimizer is None or n_critic < 1):
-            raise ValueError(
-                "an adversarial generator loss (lambda_adv > 0) needs a critic, its optimiser and n_critic >= 1"
-            )
+            raise ValueError("an adversarial generator loss (lambda_adv > 0) needs a critic, its optimiser and n_critic >= 1")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -121,11 +123,18 @@ class WGANGPTrainer(Trainer):
         self.state.nonfinite_loss = None
 
     def run(self) -> None:  # type: ignore[override]
+        """Train; raise NonFiniteLossError after a clean stop (handlers completed, last good weights kept) on NaN/Inf,
+        so that `python -m monai.bundle run training` exits non-zero."""
         device_type = torch.device(self.state.device).type
         scaling = self.amp and device_type == "cuda"
         self.g_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
         self.c_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
         Engine.run(self, data=self.data_loader, max_epochs=self.state.max_epochs)
+        if self.state.nonfinite_loss is not None:
+            raise NonFiniteLossError(
+                f"training stopped at iteration {self.state.iteration}: {self.state.nonfinite_loss} was not finite; "
+                "the weights and checkpoints are those of the last good step (lower learning_rate, or disable amp)"
+            )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         device_type = torch.device(self.state.device).type
@@ -171,16 +180,19 @@ class WGANGPTrainer(Trainer):
         self.fire_event(IterationEvents.MODEL_COMPLETED)
         return self.state.output
 
-    def _iteration(self, engine: WGANGPTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
+    # MONAI types _iteration as returning a dict, but it returns state.output, which decollation makes a list
+    def _iteration(self, engine: WGANGPTrainer, batchdata: dict[str, torch.Tensor]) -> dict | list:  # type: ignore[override]
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)[:2]
-        engine.state.output = output = {CommonKeys.IMAGE: inputs, CommonKeys.LABEL: targets}
+        output: dict[str, Any] = {CommonKeys.IMAGE: inputs, CommonKeys.LABEL: targets}
+        engine.state.output = output
         engine.generator.train()
         # ignite counts iterations from 1 and has already counted this one
         adversarial = bool(engine.n_critic) and engine.state.iteration > engine.adversarial_warmup
 
         if adversarial:
+            assert engine.critic is not None  # n_critic > 0 only with a critic, checked in __init__
             engine.critic.train()
             with torch.no_grad(), engine._autocast():
                 fake = engine.generator(inputs)

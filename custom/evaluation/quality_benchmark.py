@@ -23,19 +23,38 @@ Every run (learned, classical, LDCT) is an MLflow run in one experiment (`--expe
 (per-slice scores included) to <output>/quality.json, and the learned runs' validation PSNR/SSIM over training
 to <output>/validation_curves.png.
 
-Data: `--datalist` takes any paired datalist (e.g. real Mayo pairs from scripts/prepare_mayo.py). Without it, the
+Data: `--datalist` takes any paired datalist: real Mayo pairs from scripts/prepare_mayo.py, or one full-dose volume
+(e.g. ../shared/data/mayo/L067_full_3mm.nii.gz) cut by scripts/prepare_volume.py into contiguous z-blocks for training,
+validation and test (unused slabs between them, so no anatomy is shared) with simulated low dose. Without it, the
 developers' real CT slices (`--data-dir`, default ../shared/data/ct) get simulated low dose
 (custom.simulation.low_dose) and are split by series, so no patient is in two splits:
-  test        totalsegmentator_abdomen_siemens (20 Siemens abdominal slices, 3 mm: the Mayo-like task), quarter dose
+  test        totalsegmentator_abdomen_siemens (20 Siemens abdominal slices, 3 mm: the Mayo-like task)
   validation  dcmqi_ct3slice_GE_liver (3 GE abdominal slices)
   training    dcm_qa_ct_GE_head (28 slices) and dcm_qa_ct_Philips_headphantom (4 phantom slices)
 The NIfTI volume totalsegmentator_example_ct_3mm.nii.gz is left out: it is TotalSegmentator's example subject,
-very likely the same patient as the test series. Training and validation series are simulated at the dose that gives
-them the test series' quarter-dose noise (SERIES_DOSE_FRACTIONS; the report prints each split's noise level).
+very likely the same patient as the test series. Every series is simulated at the dose that gives it the
+noise of real Mayo quarter dose (SERIES_DOSE_FRACTIONS: the simulation has no exposure control, so a larger body
+needs a larger dose fraction; the report prints each split's noise level).
+
+No reference (`--real-low-dose`, repeatable): a real low-dose series without a full-dose partner (a DICOM folder or
+a NIfTI volume, e.g. the Mayo quarter dose ../shared/data/mayo/L109_quarter_3mm) cannot be scored by PSNR/SSIM, but it
+shows what each method does to real, not simulated, low-dose noise. Every scored method (LDCT, the classical ones at
+the strength chosen on validation, every trained model and seed) denoises `--real-low-dose-slices` evenly spaced
+slices through the same HU window as the test split, and custom.evaluation.no_reference compares output with input:
+soft-tissue noise (HU and ratio), soft-tissue mean shift (HU; target at most 1 HU on every slice) and the 10-90 %
+width of strong soft-tissue edges (mm; a denoiser that blurs widens them). The series are read and checked (CT
+images, known pixel spacing; custom.evaluation.noise_measurement's reader) when the arguments are parsed, before
+any training. Results go to quality.json under
+"no_reference" (mean over seeds; each run keeps its own), one table per series to quality.md, and each run's
+numbers to MLflow as `real_<series>_<measure>`.
 
 Example (the reduced CPU budget documented in the model card, about 50 minutes on 2 cores):
     python scripts/benchmark_quality.py --iterations 120 --val-every 20 --batch-size 16 --patch-size 64 \\
         --learning-rate 1e-4 --seeds 2 --max-test-slices 10
+
+Classical methods only, with the no-reference report on real Mayo quarter dose (minutes on 2 cores):
+    python scripts/benchmark_quality.py --methods bm3d --quick --max-test-slices 4 \\
+        --real-low-dose ../shared/data/mayo/L109_quarter_3mm --real-low-dose-slices 8
 """
 
 from __future__ import annotations
@@ -49,7 +68,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -72,7 +91,10 @@ from custom.conventions import (
 from custom.data.datalist import load_paired_datalist
 from custom.data.simulated_pairs import is_image_file, simulate_dataset
 from custom.evaluation import run_comparison as compare_runs
+from custom.evaluation.no_reference import MEAN_SHIFT_TARGET_HU, summarise_series
+from custom.evaluation.noise_measurement import CTVolume
 from custom.evaluation.run_comparison import write_text_atomically
+from custom.io.ct_series_loader import relative_name
 from custom.io.dicom_series import candidate_files
 from custom.simulation.low_dose import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_INCIDENT_FLUX, SimulateLowDose
 
@@ -85,11 +107,19 @@ SERIES_SPLITS = {
     "test": ("totalsegmentator_abdomen_siemens",),
 }
 QUARTER_DOSE = 0.25
-# Dose fractions that give the training and validation series the test series' quarter-dose noise (about 25 HU std
-# in soft tissue): at one quarter, the smaller head and the GE liver scans get 9 and 14 HU. Mayo's patients share one
-# protocol, so their splits match by design; here a denoiser trained on 9 HU noise would be scored on 25 HU, and the
-# classical methods tuned on 14 HU. Inserted noise variance goes as (1 - d) / d, so d = 1 / (1 + 3 (25 / s)^2).
-SERIES_DOSE_FRACTIONS = {"dcm_qa_ct_GE_head": 0.04, "dcm_qa_ct_Philips_headphantom": 0.04, "dcmqi_ct3slice_GE_liver": 0.095}
+# Dose fractions that give every series the noise of real Mayo quarter dose: about 26 HU inserted local noise (10th
+# percentile of the 15x15 local std in soft tissue; L067's calibrated quarter dose inserts 25.4 HU). The simulation
+# has a fixed flux and no exposure control, so at one quarter the large TotalSegmentator abdomen (water-equivalent
+# diameter 341 mm against L067's 282 mm) gets 57 HU, the GE liver 35 HU and the small heads 8-12 HU. Measured on 3
+# slices per series at the calibrated defaults: TotalSegmentator 26 HU at 0.6, GE liver 26 HU at 0.375, GE head
+# 16-35 HU (mean 27) at 0.04. Inserted noise variance goes as (1 - d) / d. A real scanner's exposure control does
+# the same for its patients; here a denoiser trained on one noise level would otherwise be scored on another.
+SERIES_DOSE_FRACTIONS = {
+    "totalsegmentator_abdomen_siemens": 0.6,
+    "dcmqi_ct3slice_GE_liver": 0.375,
+    "dcm_qa_ct_GE_head": 0.04,
+    "dcm_qa_ct_Philips_headphantom": 0.04,
+}
 
 # train.json overrides that turn the shipped recipe into each learned method
 LEARNED_METHODS: dict[str, dict[str, Any]] = {
@@ -98,7 +128,11 @@ LEARNED_METHODS: dict[str, dict[str, Any]] = {
     "ours_l1": {"lambda_adv": 0.0, "n_critic": 0, "lambda_perceptual": 0.0},
     "red_cnn": {
         "network_def": {"_target_": "custom.networks.red_cnn.REDCNN"},
-        "n_critic": 0, "lambda_adv": 0.0, "lambda_perceptual": 0.0, "lambda_mse": 1.0, "lambda_l1": 0.0,
+        "n_critic": 0,
+        "lambda_adv": 0.0,
+        "lambda_perceptual": 0.0,
+        "lambda_mse": 1.0,
+        "lambda_l1": 0.0,
     },
 }
 LABELS = {
@@ -117,6 +151,20 @@ METRICS = ("psnr", "ssim", "rmse")
 HEADLINE = HEADLINE_METRIC
 WINDOW_NAMES = tuple(window.name for window in EVALUATION_WINDOWS)
 TARGET_MARGIN_DB = 0.3
+DEFAULT_REAL_LOW_DOSE_SLICES = 16
+# no-reference measures logged to MLflow per run (as real_<series>_<measure>) and shown in quality.md
+NO_REFERENCE_COLUMNS = {
+    "noise_output_hu": ("soft-tissue noise (HU)", 1),
+    "noise_ratio": ("noise ratio", 3),
+    "mean_shift_hu": ("mean shift (HU)", 2),
+    "max_abs_slice_shift_hu": ("max slice abs shift (HU)", 2),
+    "edge_width_output_mm": ("edge width 10-90 % (mm)", 2),
+    "edge_width_ratio": ("edge width ratio", 3),
+    "edge_profiles": ("edge profiles", 0),
+}
+
+Denoiser = Callable[[torch.Tensor], torch.Tensor]  # normalised (1, H, W) low dose in, same out
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -162,7 +210,10 @@ ALL_METHODS = (*LEARNED_METHODS, *CLASSICAL_METHODS, REFERENCE_METHOD)
 
 
 def build_default_datalist(
-    data_dir: Path, output_dir: Path, seed: int, series_splits: dict[str, tuple[str, ...]] = SERIES_SPLITS,
+    data_dir: Path,
+    output_dir: Path,
+    seed: int,
+    series_splits: dict[str, tuple[str, ...]] = SERIES_SPLITS,
     dose_fractions: dict[str, float] = SERIES_DOSE_FRACTIONS,
 ) -> Path:
     """Simulated low-dose pairs of the shared real CT, split by series, at matched noise (see the module docstring).
@@ -174,10 +225,13 @@ def build_default_datalist(
     missing = [series for names in series_splits.values() for series in names if not (data_dir / series).is_dir()]
     if missing:
         raise FileNotFoundError(f"{data_dir}: missing CT series {missing}; pass --datalist or --data-dir")
-    sources = {
-        split: [{FULL_DOSE_KEY: str(path.resolve()), PATIENT_KEY: series,
-                 "dose_fraction": dose_fractions.get(series, QUARTER_DOSE)}
-                for series in names for path in candidate_files(data_dir / series) if is_image_file(path)]
+    sources: dict[str, list[dict[str, str | float]]] = {
+        split: [
+            {FULL_DOSE_KEY: str(path.resolve()), PATIENT_KEY: series, "dose_fraction": dose_fractions.get(series, QUARTER_DOSE)}
+            for series in names
+            for path in candidate_files(data_dir / series)
+            if is_image_file(path)
+        ]
         for split, names in series_splits.items()
     }
     data_folder = output_dir / "data"
@@ -188,21 +242,39 @@ def build_default_datalist(
     recipe_file = data_folder / "sources.json"
     if datalist.is_file() and recipe_file.is_file() and recipe_file.read_text() == recipe:
         return datalist
-    merged: dict[str, list[dict[str, str]]] = {split: [] for split in sources}
-    for dose_fraction in sorted({entry["dose_fraction"] for entries in sources.values() for entry in entries}):
-        group = {split: [entry for entry in entries if entry["dose_fraction"] == dose_fraction]
-                 for split, entries in sources.items()}
+    merged: dict[str, list[dict[str, str | float]]] = {split: [] for split in sources}
+    dose_fractions_used = {cast(float, entry["dose_fraction"]) for entries in sources.values() for entry in entries}
+    for dose_fraction in sorted(dose_fractions_used):
+        group = {
+            split: [entry for entry in entries if entry["dose_fraction"] == dose_fraction] for split, entries in sources.items()
+        }
         group_source = output_dir / f"full_dose_datalist_dose_{dose_fraction:g}.json"
         group_folder = data_folder / f"dose_{dose_fraction:g}"
         write_text_atomically(group_source, json.dumps(group, indent=1))
-        simulator = SimulateLowDose(dose_fraction=dose_fraction, incident_flux=DEFAULT_INCIDENT_FLUX,
-                                    electronic_noise_var=DEFAULT_ELECTRONIC_NOISE_VAR, seed=seed)
+        simulator = SimulateLowDose(
+            dose_fraction=dose_fraction,
+            incident_flux=DEFAULT_INCIDENT_FLUX,
+            electronic_noise_var=DEFAULT_ELECTRONIC_NOISE_VAR,
+            seed=seed,
+        )
         simulated = simulate_dataset(group_source, group_folder, simulator, seed=seed)
         for split in merged:
             merged[split] += [{**entry, "dose_fraction": dose_fraction} for entry in simulated.get(split, [])]
     write_text_atomically(datalist, json.dumps(merged, indent=2))
     write_text_atomically(recipe_file, recipe)
     return datalist
+
+
+@dataclass(frozen=True)
+class RealSlices:
+    """The slices of a real low-dose series every method denoises, in HU as the model sees them (its window)."""
+
+    name: str
+    path: Path
+    num_slices: int
+    pixel_spacing_mm: float
+    indices: list[int]
+    inputs_hu: list[np.ndarray]
 
 
 class BundleScoring:
@@ -217,12 +289,15 @@ class BundleScoring:
         self.hu_min = float(parser.get_parsed_content("hu_min"))
         self.hu_span = float(parser.get_parsed_content("hu_max")) - self.hu_min
         self.metrics = {
-            window: {"psnr": PSNRMetric(max_val=data_range), "ssim": SSIMMetric(spatial_dims=2, data_range=data_range),
-                     "rmse": RMSEMetric()}
+            window: {
+                "psnr": PSNRMetric(max_val=data_range),
+                "ssim": SSIMMetric(spatial_dims=2, data_range=data_range),
+                "rmse": RMSEMetric(),
+            }
             for window, data_range in ((w.name, w.data_range) for w in EVALUATION_WINDOWS)
         }
 
-    def score(self, items: Sequence[dict], denoise: Callable[[torch.Tensor], torch.Tensor], desc: str) -> dict[str, list[float]]:
+    def score(self, items: Sequence[dict], denoise: Denoiser, desc: str) -> dict[str, list[float]]:
         """Per-slice scores {"psnr_w400": [...], ...} of `denoise` (normalised (1, H, W) in, same out)."""
         scores: dict[str, list[float]] = {f"{metric}_{window}": [] for window in WINDOW_NAMES for metric in METRICS}
         for item in tqdm(items, desc=desc, file=sys.stderr, leave=False):
@@ -234,7 +309,9 @@ class BundleScoring:
                 prediction_w = torch.as_tensor(windowed[f"pred_{window}"]).float()[None]
                 label_w = torch.as_tensor(windowed[f"label_{window}"]).float()[None]
                 for name, metric in metrics.items():
-                    scores[f"{name}_{window}"].append(float(metric(prediction_w, label_w).mean()))
+                    # CumulativeIterationMetric.__call__ is typed for sequences too; tensors in, tensor out
+                    value = cast(torch.Tensor, metric(prediction_w, label_w))
+                    scores[f"{name}_{window}"].append(float(value.mean()))
         return scores
 
     def noise_std_hu(self, items: Sequence[dict]) -> float:
@@ -251,7 +328,7 @@ class BundleScoring:
             stds.append(float(((sample["image"] - sample["label"]) * self.hu_span)[soft_tissue].std()))
         return float(np.mean(stds))
 
-    def hu_denoiser(self, method: ClassicalMethod, strength: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    def hu_denoiser(self, method: ClassicalMethod, strength: float) -> Denoiser:
         """Run a HU-domain classical denoiser on the bundle's normalised slices."""
 
         def denoise(image: torch.Tensor) -> torch.Tensor:
@@ -261,11 +338,44 @@ class BundleScoring:
 
         return denoise
 
+    def apply_hu(self, denoise: Denoiser, hu: np.ndarray) -> np.ndarray:
+        """Run `denoise` on a HU slice presented as validate#preprocessing presents test slices (clipped to the
+        model's window and normalised), and return HU; the identity gives the input as every method sees it."""
+        image = torch.from_numpy(np.clip((hu - self.hu_min) / self.hu_span, 0.0, 1.0).astype(np.float32))[None]
+        with torch.inference_mode():
+            prediction = denoise(image).detach().cpu()
+        return prediction[0].double().numpy() * self.hu_span + self.hu_min
 
-def evenly_spaced(items: list[dict], limit: int | None) -> list[dict]:
+
+def evenly_spaced(items: list[Item], limit: int | None) -> list[Item]:
     if not limit or limit >= len(items):
         return items
     return [items[round(i * (len(items) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else items[:1]
+
+
+def real_series_name(volume: CTVolume) -> str:
+    """The key of a real series in the results: its folder or file name."""
+    return relative_name(volume.path, volume.path)
+
+
+def select_real_slices(volume: CTVolume, limit: int, scoring: BundleScoring) -> RealSlices:
+    """`limit` evenly spaced slices of a real low-dose series, in the model's window."""
+    indices = evenly_spaced(list(range(len(volume.hu))), limit)
+    inputs = [scoring.apply_hu(lambda image: image, volume.hu[k]) for k in indices]
+    return RealSlices(real_series_name(volume), volume.path, len(volume.hu), volume.pixel_spacing_mm, indices, inputs)
+
+
+NoReference = dict[str, dict[str, float | int | None]]  # real series name -> no-reference measures
+
+
+def score_no_reference(real: Sequence[RealSlices], denoise: Denoiser, scoring: BundleScoring, desc: str) -> NoReference:
+    """Each real series' measures of `denoise` against its own input (custom.evaluation.no_reference)."""
+    measures = {}
+    for item in real:
+        slices = tqdm(item.inputs_hu, desc=f"{desc} on {item.name}", file=sys.stderr, leave=False)
+        outputs = [scoring.apply_hu(denoise, hu) for hu in slices]
+        measures[item.name] = summarise_series(item.inputs_hu, outputs, (item.pixel_spacing_mm, item.pixel_spacing_mm))
+    return measures
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -281,8 +391,11 @@ class Tracker:
         self.uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=artifact_dir.resolve().as_uri())
+        self.experiment_id = (
+            found.experiment_id
+            if found
+            else self.client.create_experiment(experiment, artifact_location=artifact_dir.resolve().as_uri())
+        )
         self.experiment = experiment
         self.started_ms = int(time.time() * 1000)
 
@@ -291,14 +404,17 @@ class Tracker:
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`mlflow.runName` = '{run_name}' and attributes.start_time >= {self.started_ms}",
-            order_by=["attributes.start_time DESC"], max_results=1,
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
         )
         return runs[0].info.run_id if runs else None
 
     def create_run(self, run_name: str) -> str:
         return self.client.create_run(self.experiment_id, run_name=run_name).info.run_id
 
-    def record(self, run_id: str, params: dict[str, Any], scores: dict[str, list[float]], finish: bool) -> None:
+    def record(
+        self, run_id: str, params: dict[str, Any], scores: dict[str, list[float]], no_reference: NoReference, finish: bool
+    ) -> None:
         existing = self.client.get_run(run_id).data.params
         for name, value in params.items():
             if name not in existing:
@@ -306,6 +422,10 @@ class Tracker:
         for name, values in scores.items():
             self.client.log_metric(run_id, f"test_{name}", float(np.mean(values)))
             self.client.log_metric(run_id, f"test_{name}_std", float(np.std(values)))
+        for series, measures in no_reference.items():
+            for name, value in measures.items():
+                if value is not None:
+                    self.client.log_metric(run_id, f"real_{series}_{name}", float(value))
         if finish:
             self.client.set_terminated(run_id)
 
@@ -330,11 +450,16 @@ class Budget:
 
     def overrides(self) -> dict[str, Any]:
         values: dict[str, Any] = {
-            "backbone": self.backbone, "batch_size": self.batch_size, "patch_size": self.patch_size,
-            "epoch_length": self.val_every, "max_epochs": math.ceil(self.iterations / self.val_every),
-            "val_interval": 1, "num_workers": self.num_workers,
-            "perceptual_pretrained": {"true": True, "false": False}.get(self.perceptual_pretrained.lower(),
-                                                                       self.perceptual_pretrained),
+            "backbone": self.backbone,
+            "batch_size": self.batch_size,
+            "patch_size": self.patch_size,
+            "epoch_length": self.val_every,
+            "max_epochs": math.ceil(self.iterations / self.val_every),
+            "val_interval": 1,
+            "num_workers": self.num_workers,
+            "perceptual_pretrained": {"true": True, "false": False}.get(
+                self.perceptual_pretrained.lower(), self.perceptual_pretrained
+            ),
         }
         if self.learning_rate is not None:
             values["learning_rate"] = self.learning_rate
@@ -346,10 +471,18 @@ class Budget:
 
 
 def train_and_score(
-    method: str, seed: int, budget: Budget, datalist: Path, test_items: list[dict], scoring: BundleScoring,
-    tracker: Tracker, output_dir: Path,
+    method: str,
+    seed: int,
+    budget: Budget,
+    datalist: Path,
+    test_items: list[dict],
+    scoring: BundleScoring,
+    tracker: Tracker,
+    output_dir: Path,
+    real: Sequence[RealSlices],
 ) -> dict[str, Any]:
-    """Train one learned method through the bundle, then score its best-on-validation generator on the test split."""
+    """Train one learned method through the bundle, then score its best-on-validation generator on the test split
+    (and on the real low-dose series, without reference)."""
     from ignite.engine import Events
 
     run_name = f"{method}_seed{seed}"
@@ -358,9 +491,18 @@ def train_and_score(
     # for the table
     with contextlib.redirect_stdout(sys.stderr):
         workflow = ConfigWorkflow(
-            config_file=str(TRAIN_CONFIG), meta_file=str(META_FILE), workflow_type="train", tracking="mlflow",
-            **budget.overrides(), **LEARNED_METHODS[method], seed=seed, datalist=str(datalist),
-            bundle_root=str(bundle_root), tracking_uri=tracker.uri, experiment_name=tracker.experiment, run_name=run_name,
+            config_file=str(TRAIN_CONFIG),
+            meta_file=str(META_FILE),
+            workflow_type="train",
+            tracking="mlflow",
+            **budget.overrides(),
+            **LEARNED_METHODS[method],
+            seed=seed,
+            datalist=str(datalist),
+            bundle_root=str(bundle_root),
+            tracking_uri=tracker.uri,
+            experiment_name=tracker.experiment,
+            run_name=run_name,
         )
         workflow.initialize()
         trainer = workflow.parser.get_parsed_content("train#trainer")
@@ -373,11 +515,11 @@ def train_and_score(
                     engine.terminate()
 
         start = time.perf_counter()
-        workflow.run()
+        try:
+            workflow.run()  # raises NonFiniteLossError if a loss went NaN/Inf
+        finally:
+            workflow.finalize()
         train_seconds = time.perf_counter() - start
-        workflow.finalize()
-    if getattr(trainer.state, "nonfinite_loss", None):
-        raise RuntimeError(f"{run_name}: training stopped on a non-finite {trainer.state.nonfinite_loss}")
 
     network = workflow.parser.get_parsed_content("network")
     inferer = workflow.parser.get_parsed_content("validate#inferer")
@@ -386,50 +528,82 @@ def train_and_score(
     network.load_state_dict(torch.load(best, map_location=device, weights_only=True))
     network.eval()
     start = time.perf_counter()
-    scores = scoring.score(test_items, lambda image: inferer(image[None].to(device), network)[0], f"test {run_name}")
+
+    def denoise(image: torch.Tensor) -> torch.Tensor:
+        return inferer(image[None].to(device), network)[0]
+
+    scores = scoring.score(test_items, denoise, f"test {run_name}")
     record = {
-        "seed": seed, "scores": scores, "train_seconds": round(train_seconds, 1),
-        "iterations": trainer.state.iteration, "test_seconds": round(time.perf_counter() - start, 1),
+        "seed": seed,
+        "scores": scores,
+        "train_seconds": round(train_seconds, 1),
+        "iterations": trainer.state.iteration,
+        "test_seconds": round(time.perf_counter() - start, 1),
         "parameters_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 2),
+        "no_reference": score_no_reference(real, denoise, scoring, run_name),
     }
     run_id = tracker.find_run(run_name)
     if run_id:
-        tracker.record(run_id, {"method": method, "epoch_length": budget.val_every, "iterations": record["iterations"]},
-                       scores, finish=False)
+        params = {"method": method, "epoch_length": budget.val_every, "iterations": record["iterations"]}
+        tracker.record(run_id, params, scores, record["no_reference"], finish=False)
     record["mlflow_run_id"] = run_id
     return record
 
 
 def tune_and_score(
-    method: str, validation_items: list[dict], test_items: list[dict], scoring: BundleScoring, tracker: Tracker,
+    method: str,
+    validation_items: list[dict],
+    test_items: list[dict],
+    scoring: BundleScoring,
+    tracker: Tracker,
     quick: bool,
+    real: Sequence[RealSlices],
 ) -> dict[str, Any]:
-    """Pick the strength with the best validation PSNR (w400), then score the test split with it."""
+    """Pick the strength with the best validation PSNR (w400), then score the test split (and the real low-dose
+    series, without reference) with it."""
     classical = CLASSICAL_METHODS[method]
     grid = classical.quick_grid if quick else classical.grid
     validation = {
-        strength: float(np.mean(scoring.score(validation_items, scoring.hu_denoiser(classical, strength),
-                                              f"validate {method} {classical.parameter}={strength}")[HEADLINE]))
+        strength: float(
+            np.mean(
+                scoring.score(
+                    validation_items,
+                    scoring.hu_denoiser(classical, strength),
+                    f"validate {method} {classical.parameter}={strength}",
+                )[HEADLINE]
+            )
+        )
         for strength in grid
     }
     chosen = max(validation, key=validation.__getitem__)
+    denoise = scoring.hu_denoiser(classical, chosen)
     start = time.perf_counter()
-    scores = scoring.score(test_items, scoring.hu_denoiser(classical, chosen), f"test {method}")
+    scores = scoring.score(test_items, denoise, f"test {method}")
+    test_seconds = time.perf_counter() - start
+    no_reference = score_no_reference(real, denoise, scoring, method)
     run_id = tracker.create_run(method)
-    tracker.record(run_id, {"method": method, classical.parameter: chosen, "grid": list(grid)}, scores, finish=True)
+    params = {"method": method, classical.parameter: chosen, "grid": list(grid)}
+    tracker.record(run_id, params, scores, no_reference, finish=True)
     return {
-        "seed": None, "scores": scores, "test_seconds": round(time.perf_counter() - start, 1),
-        "parameter": classical.parameter, "chosen": chosen,
+        "seed": None,
+        "scores": scores,
+        "no_reference": no_reference,
+        "test_seconds": round(test_seconds, 1),
+        "parameter": classical.parameter,
+        "chosen": chosen,
         "validation_psnr_w400": {str(k): round(v, 3) for k, v in validation.items()},
-        "chosen_at_grid_edge": chosen in (grid[0], grid[-1]) and len(grid) > 1, "mlflow_run_id": run_id,
+        "chosen_at_grid_edge": chosen in (grid[0], grid[-1]) and len(grid) > 1,
+        "mlflow_run_id": run_id,
     }
 
 
-def score_input(test_items: list[dict], scoring: BundleScoring, tracker: Tracker) -> dict[str, Any]:
+def score_input(test_items: list[dict], scoring: BundleScoring, tracker: Tracker, real: Sequence[RealSlices]) -> dict[str, Any]:
+    """Score the low-dose input itself; on the real series it is the identity (noise ratio 1, no shift)."""
     scores = scoring.score(test_items, lambda image: image, "test ldct")
+    no_reference = score_no_reference(real, lambda image: image, scoring, REFERENCE_METHOD)
     run_id = tracker.create_run(REFERENCE_METHOD)
-    tracker.record(run_id, {"method": REFERENCE_METHOD}, scores, finish=True)
-    return {"seed": None, "scores": scores, "mlflow_run_id": run_id}
+    tracker.record(run_id, {"method": REFERENCE_METHOD}, scores, no_reference, finish=True)
+    return {"seed": None, "scores": scores, "no_reference": no_reference, "mlflow_run_id": run_id}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -487,16 +661,84 @@ def markdown_report(result: dict[str, Any]) -> str:
         ]
         for method, record in methods.items():
             stats = record["summary"]
-            deltas = [record.get("delta_vs_ldct", {}).get(f"psnr_{window}"),
-                      record.get("delta_vs_red_cnn", {}).get(f"psnr_{window}")]
+            deltas = [
+                record.get("delta_vs_ldct", {}).get(f"psnr_{window}"),
+                record.get("delta_vs_red_cnn", {}).get(f"psnr_{window}"),
+            ]
             delta_cells = [f"{d['mean']:+.2f} ± {d['std_slices']:.2f}" if d else "" for d in deltas]
             lines.append(
                 f"| {LABELS[method]} | {len(record['runs'])} | {_cell(stats[f'psnr_{window}'], 2)} | "
-                f"{_cell(stats[f'ssim_{window}'], 4)} | {_cell(stats[f'rmse_{window}'], 2)} | "
-                + " | ".join(delta_cells) + " |"
+                f"{_cell(stats[f'ssim_{window}'], 4)} | {_cell(stats[f'rmse_{window}'], 2)} | " + " | ".join(delta_cells) + " |"
             )
         lines.append("")
+    if "no_reference" in result:
+        lines += no_reference_report(result)
     return "\n".join(lines)
+
+
+def _mean_or_none(values: Sequence[float | int | None]) -> float | int | None:
+    """Mean over runs (counts stay integers, rounded); None if any run could not measure it."""
+    numbers = [value for value in values if value is not None]
+    if not numbers or len(numbers) < len(values):
+        return None
+    mean = float(np.mean(numbers))
+    return round(mean) if all(isinstance(number, int) for number in numbers) else mean
+
+
+def summarise_no_reference(runs_by_method: dict[str, list[dict[str, Any]]], real: Sequence[RealSlices]) -> dict[str, Any]:
+    """quality.json's "no_reference": the slices measured and, per method and series, each measure's mean over the
+    method's runs (seeds), with the mean-shift target checked."""
+    methods: dict[str, NoReference] = {}
+    for method, runs in runs_by_method.items():
+        methods[method] = {}
+        for name in (item.name for item in real):
+            per_run = [run["no_reference"][name] for run in runs]
+            merged: dict[str, float | int | None] = {key: _mean_or_none([m[key] for m in per_run]) for key in per_run[0]}
+            largest = merged["max_abs_slice_shift_hu"]
+            merged["mean_shift_within_target"] = largest is not None and largest <= MEAN_SHIFT_TARGET_HU
+            methods[method][name] = merged
+    series = {
+        item.name: {
+            "path": str(item.path),
+            "num_slices": item.num_slices,
+            "slice_indices": item.indices,
+            "pixel_spacing_mm": item.pixel_spacing_mm,
+        }
+        for item in real
+    }
+    return {"mean_shift_target_hu": MEAN_SHIFT_TARGET_HU, "series": series, "methods": methods}
+
+
+def no_reference_report(result: dict[str, Any]) -> list[str]:
+    """One Markdown table per real low-dose series: every method's output against its own input."""
+    no_reference = result["no_reference"]
+    lines = []
+    for name, info in no_reference["series"].items():
+        lines += [
+            f"**Real low dose, no reference: {name}** ({len(info['slice_indices'])} of {info['num_slices']} slices, "
+            f"pixels {info['pixel_spacing_mm']:g} mm) — each method's output against its own input",
+            "",
+            "| method | runs | " + " | ".join(label for label, _ in NO_REFERENCE_COLUMNS.values()) + " |",
+            "|---|---|" + "---|" * len(NO_REFERENCE_COLUMNS),
+        ]
+        for method, by_series in no_reference["methods"].items():
+            measures = by_series[name]
+            cells = [
+                "" if measures[key] is None else f"{measures[key]:.{digits}f}"
+                for key, (_, digits) in NO_REFERENCE_COLUMNS.items()
+            ]
+            if not measures["mean_shift_within_target"]:
+                cells[list(NO_REFERENCE_COLUMNS).index("max_abs_slice_shift_hu")] += f" (> {MEAN_SHIFT_TARGET_HU:g})"
+            lines.append(f"| {LABELS[method]} | {len(result['methods'][method]['runs'])} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Noise: 10th percentile of the 15x15 local std in soft tissue (custom.simulation.noise_texture); shift: "
+            f"output minus input there, target at most {MEAN_SHIFT_TARGET_HU:g} HU on every slice; edge width: median "
+            "10-90 % rise of error-function fits across strong soft-tissue edges of the input "
+            "(custom.evaluation.no_reference). Ratios are output over input.",
+            "",
+        ]
+    return lines
 
 
 def summarise(runs_by_method: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -529,37 +771,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test_items = evenly_spaced(load_paired_datalist(datalist, "test"), args.max_test_slices)
     scoring = BundleScoring(datalist)
     tracker = Tracker(tracking_uri, args.experiment, output_dir / "mlartifacts")
-    budget = Budget(args.iterations, args.val_every, args.batch_size, args.patch_size, args.backbone, args.learning_rate,
-                    args.adversarial_warmup, args.train_seconds, args.perceptual_pretrained, args.num_workers, args.device)
+    budget = Budget(
+        args.iterations,
+        args.val_every,
+        args.batch_size,
+        args.patch_size,
+        args.backbone,
+        args.learning_rate,
+        args.adversarial_warmup,
+        args.train_seconds,
+        args.perceptual_pretrained,
+        args.num_workers,
+        args.device,
+    )
     methods = [m for m in ALL_METHODS if m in args.methods or m == REFERENCE_METHOD]
+    real = [select_real_slices(volume, args.real_low_dose_slices, scoring) for volume in args.real_low_dose]
 
     runs_by_method: dict[str, list[dict[str, Any]]] = {}
-    jobs = [(m, s) for m in methods if m in LEARNED_METHODS for s in range(args.seeds)]
+    jobs: list[tuple[str, int | None]] = [(m, s) for m in methods if m in LEARNED_METHODS for s in range(args.seeds)]
     jobs += [(m, None) for m in methods if m not in LEARNED_METHODS]
     for method, seed in tqdm(jobs, desc="benchmark", file=sys.stderr):
         if method in LEARNED_METHODS:
-            run = train_and_score(method, seed, budget, datalist, test_items, scoring, tracker, output_dir)
+            assert seed is not None  # learned methods are the ones queued with a seed
+            run = train_and_score(method, seed, budget, datalist, test_items, scoring, tracker, output_dir, real)
         elif method in CLASSICAL_METHODS:
-            run = tune_and_score(method, validation_items, test_items, scoring, tracker, args.quick)
+            run = tune_and_score(method, validation_items, test_items, scoring, tracker, args.quick, real)
         else:
-            run = score_input(test_items, scoring, tracker)
+            run = score_input(test_items, scoring, tracker, real)
         runs_by_method.setdefault(method, []).append(run)
 
-    noise = {split: round(scoring.noise_std_hu(items), 2) for split, items in
-             (("training", load_paired_datalist(datalist, "training")), ("validation", validation_items), ("test", test_items))}
+    noise = {
+        split: round(scoring.noise_std_hu(items), 2)
+        for split, items in (
+            ("training", load_paired_datalist(datalist, "training")),
+            ("validation", validation_items),
+            ("test", test_items),
+        )
+    }
     result = {
-        "datalist": str(datalist), "test_slices": len(test_items), "validation_slices": len(validation_items),
+        "datalist": str(datalist),
+        "test_slices": len(test_items),
+        "validation_slices": len(validation_items),
         "soft_tissue_noise_std_hu": noise,
-        "budget": {**vars(budget), "max_epochs": math.ceil(args.iterations / args.val_every), "seeds": args.seeds,
-                   "quick": args.quick},
-        "tracking_uri": tracking_uri, "experiment": args.experiment,
-        "hardware": {"device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                     "torch_threads": torch.get_num_threads()},
+        "budget": {
+            **vars(budget),
+            "max_epochs": math.ceil(args.iterations / args.val_every),
+            "seeds": args.seeds,
+            "quick": args.quick,
+        },
+        "tracking_uri": tracking_uri,
+        "experiment": args.experiment,
+        "hardware": {
+            "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            "torch_threads": torch.get_num_threads(),
+        },
         **summarise(runs_by_method),
     }
+    if real:
+        result["no_reference"] = summarise_no_reference(runs_by_method, real)
     run_ids = [run["mlflow_run_id"] for runs in runs_by_method.values() for run in runs if run.get("mlflow_run_id")]
-    compare_runs.plot_curves(tracker.client, [tracker.client.get_run(run_id) for run_id in run_ids],
-                             compare_runs.DEFAULT_CURVES, output_dir / "validation_curves.png")
+    compare_runs.plot_curves(
+        tracker.client,
+        [tracker.client.get_run(run_id) for run_id in run_ids],
+        compare_runs.DEFAULT_CURVES,
+        output_dir / "validation_curves.png",
+    )
     table = markdown_report(result)
     print(table)
     if result["targets"]:
@@ -567,4 +843,3 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_text_atomically(output_dir / "quality.md", table)
     write_text_atomically(output_dir / "quality.json", json.dumps(result, indent=2) + "\n")
     return result
-

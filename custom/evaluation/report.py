@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -117,7 +117,8 @@ class DenoisingFigureSaver:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        for item in engine.state.output:
+        # ignite types State.output as int | None; after decollation it is the list of per-item dicts
+        for item in cast("list[dict[str, Any]]", engine.state.output):
             if len(self.saved) >= self.num_slices:
                 return
             self.saved.append(self.save(item))

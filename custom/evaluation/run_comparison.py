@@ -80,8 +80,12 @@ def runs_table(runs: Sequence[Run], params: Sequence[str], metrics: Sequence[str
     header = ["run", "status", *params, *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
-        cells = [run_label(run), run.info.status, *(run.data.params.get(name) for name in params),
-                 *(run.data.metrics.get(name) for name in metrics)]
+        cells = [
+            run_label(run),
+            run.info.status,
+            *(run.data.params.get(name) for name in params),
+            *(run.data.metrics.get(name) for name in metrics),
+        ]
         lines.append("| " + " | ".join(format_value(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -135,13 +139,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     curves = plot_curves(client, runs, args.curves, args.plot)
     print(f"wrote {args.plot} ({curves} curves)", file=sys.stderr)
     summary = {
-        "tracking_uri": args.tracking_uri, "experiment": args.experiment, "differing_params": params,
-        "plot": str(args.plot), "curves": curves,
-        "runs": [{"run": run_label(run), "run_id": run.info.run_id, "status": run.info.status,
-                  "params": {name: run.data.params.get(name) for name in params},
-                  "metrics": {name: run.data.metrics.get(name) for name in metrics}} for run in runs],
+        "tracking_uri": args.tracking_uri,
+        "experiment": args.experiment,
+        "differing_params": params,
+        "plot": str(args.plot),
+        "curves": curves,
+        "runs": [
+            {
+                "run": run_label(run),
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                "params": {name: run.data.params.get(name) for name in params},
+                "metrics": {name: run.data.metrics.get(name) for name in metrics},
+            }
+            for run in runs
+        ],
     }
     if args.json:
         write_text_atomically(args.json, json.dumps(summary, indent=2) + "\n")
     return summary
-

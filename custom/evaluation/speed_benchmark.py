@@ -91,8 +91,19 @@ class Settings:
     @classmethod
     def for_device(cls, device: str, quick: bool) -> Settings:
         if quick:
-            return cls(device, 64, (1, 2), 1, 1, 0.0, 2, math.inf, (1,), 0.0,
-                       skip_compile_reason="skipped in --quick: torch.compile takes minutes on a CPU")
+            return cls(
+                device,
+                64,
+                (1, 2),
+                1,
+                1,
+                0.0,
+                2,
+                math.inf,
+                (1,),
+                0.0,
+                skip_compile_reason="skipped in --quick: torch.compile takes minutes on a CPU",
+            )
         if torch.device(device).type == "cuda":
             return cls(device, 512, (1, 4, 8, 16, 32), 3, 10, 2.0, 200, math.inf, (1, 4, 8, 16, 32), 600.0)
         return cls(device, 512, (1, 2, 4), 1, 3, 4.0, 10, 8.0, (1,), 240.0)
@@ -132,8 +143,11 @@ class Timing:
         return self.batch_size / statistics.median(self.seconds)
 
     def summary(self) -> dict[str, Any]:
-        return {"latency_ms": round(self.latency_ms, 2), "slices_per_s": round(self.slices_per_s, 3),
-                "timed_calls": len(self.seconds)}
+        return {
+            "latency_ms": round(self.latency_ms, 2),
+            "slices_per_s": round(self.slices_per_s, 3),
+            "timed_calls": len(self.seconds),
+        }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,8 +235,9 @@ def _onnxruntime_runner(model: nn.Module, example: torch.Tensor, folder: str) ->
     cpu_model = copy.deepcopy(model).cpu()
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(cpu_model, (example.cpu(),), path, dynamo=True, external_data=False,
-                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.onnx.export(
+            cpu_model, (example.cpu(),), path, dynamo=True, external_data=False, dynamic_shapes=({0: torch.export.Dim("batch")},)
+        )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -250,15 +265,21 @@ def prepare_variant(
     if variant == "compile":
         compiled = torch.compile(_channels_last(model)[0])
         return (lambda x: compiled(x.contiguous(memory_format=torch.channels_last))), {
-            "dtype": "float32", "memory_format": "channels_last", "mode": "default (inductor)"}
+            "dtype": "float32",
+            "memory_format": "channels_last",
+            "mode": "default (inductor)",
+        }
     if variant == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the bundle's export
             scripted = torch.jit.optimize_for_inference(torch.jit.script(model))
         return scripted, {"dtype": "float32", "memory_format": "contiguous", "mode": "script + freeze + optimize_for_inference"}
     if variant == "onnxruntime_cpu":
-        return _onnxruntime_runner(model, example, folder), {"dtype": "float32", "provider": "CPUExecutionProvider",
-                                                              "threads": torch.get_num_threads()}
+        return _onnxruntime_runner(model, example, folder), {
+            "dtype": "float32",
+            "provider": "CPUExecutionProvider",
+            "threads": torch.get_num_threads(),
+        }
     raise ValueError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
 
 
@@ -284,7 +305,11 @@ def time_calls(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, war
 
 
 def setup_variant(
-    model: nn.Module, variant: str, example: torch.Tensor, folder: str, reference: torch.Tensor | None,
+    model: nn.Module,
+    variant: str,
+    example: torch.Tensor,
+    folder: str,
+    reference: torch.Tensor | None,
     result: dict[str, Any],
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Build the variant's runner and make its first call; record setup time and deviation from `reference`.
@@ -369,15 +394,14 @@ def summarise_batches(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _compile_child(
-    model_name: str, settings: Settings, reference: torch.Tensor | None, threads: int, channel: Any
-) -> None:
+def _compile_child(model_name: str, settings: Settings, reference: torch.Tensor | None, threads: int, channel: Any) -> None:
     """Entry point of the torch.compile child process: stream partial results, then the final one."""
     torch.set_num_threads(threads)
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            result = measure_variant(model_name, "compile", settings, reference,
-                                     report=lambda partial_result: channel.put(("partial", partial_result)))
+            result = measure_variant(
+                model_name, "compile", settings, reference, report=lambda partial_result: channel.put(("partial", partial_result))
+            )
             channel.put(("done", result))
         except Exception as error:
             channel.put(("failed", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
@@ -455,8 +479,17 @@ def load_train_hyperparameters() -> dict[str, Any]:
 
     parser = ConfigParser()
     parser.read_config(str(TRAIN_CONFIG))
-    names = ("n_critic", "lambda_gp", "lambda_adv", "lambda_l1", "lambda_mse", "lambda_perceptual",
-             "perceptual_network", "critic_channels", "learning_rate")
+    names = (
+        "n_critic",
+        "lambda_gp",
+        "lambda_adv",
+        "lambda_l1",
+        "lambda_mse",
+        "lambda_perceptual",
+        "perceptual_network",
+        "critic_channels",
+        "learning_rate",
+    )
     return {name: parser.get(name) for name in names}
 
 
@@ -481,16 +514,24 @@ def measure_training(settings: TrainingSettings, device: torch.device, amp: bool
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random perceptual features: same cost as ImageNet ones
         perceptual = PerceptualLoss(hyper["perceptual_network"], pretrained=False).to(device)
-    loss = GeneratorLoss(hyper["lambda_adv"], hyper["lambda_l1"], hyper["lambda_perceptual"], hyper["lambda_mse"],
-                         perceptual)
+    loss = GeneratorLoss(hyper["lambda_adv"], hyper["lambda_l1"], hyper["lambda_perceptual"], hyper["lambda_mse"], perceptual)
     shape = (settings.batch_size, 1, settings.patch_size, settings.patch_size)
     batch = {"image": torch.rand(shape), "label": torch.rand(shape)}
     steps = settings.warmup_steps + settings.timed_steps
     trainer = WGANGPTrainer(
-        device=device, max_epochs=1, train_data_loader=[batch] * steps, epoch_length=steps, generator=generator,
-        critic=critic, g_optimizer=torch.optim.Adam(generator.parameters(), lr=hyper["learning_rate"]),
-        c_optimizer=torch.optim.Adam(critic.parameters(), lr=hyper["learning_rate"]), g_loss_function=loss,
-        n_critic=hyper["n_critic"], lambda_gp=hyper["lambda_gp"], amp=amp, decollate=False,
+        device=device,
+        max_epochs=1,
+        train_data_loader=[batch] * steps,
+        epoch_length=steps,
+        generator=generator,
+        critic=critic,
+        g_optimizer=torch.optim.Adam(generator.parameters(), lr=hyper["learning_rate"]),
+        c_optimizer=torch.optim.Adam(critic.parameters(), lr=hyper["learning_rate"]),
+        g_loss_function=loss,
+        n_critic=hyper["n_critic"],
+        lambda_gp=hyper["lambda_gp"],
+        amp=amp,
+        decollate=False,
     )
     step_seconds: list[float] = []
     clock: dict[str, float] = {}
@@ -510,13 +551,21 @@ def measure_training(settings: TrainingSettings, device: torch.device, amp: bool
         trainer.run()
     seconds = statistics.median(step_seconds)
     return {
-        "status": "ok", "backbone": settings.backbone, "batch_size": settings.batch_size,
-        "patch_size": settings.patch_size, "amp": amp,
+        "status": "ok",
+        "backbone": settings.backbone,
+        "batch_size": settings.batch_size,
+        "patch_size": settings.patch_size,
+        "amp": amp,
         "amp_dtype": str(autocast_dtype(device)).removeprefix("torch.") if amp else None,
-        "n_critic": hyper["n_critic"], "lambda_gp": hyper["lambda_gp"], "lambda_adv": hyper["lambda_adv"],
-        "lambda_l1": hyper["lambda_l1"], "lambda_perceptual": hyper["lambda_perceptual"],
-        "perceptual_network": hyper["perceptual_network"], "timed_steps": len(step_seconds),
-        "seconds_per_iteration": round(seconds, 3), "patches_per_s": round(settings.batch_size / seconds, 2),
+        "n_critic": hyper["n_critic"],
+        "lambda_gp": hyper["lambda_gp"],
+        "lambda_adv": hyper["lambda_adv"],
+        "lambda_l1": hyper["lambda_l1"],
+        "lambda_perceptual": hyper["lambda_perceptual"],
+        "perceptual_network": hyper["perceptual_network"],
+        "timed_steps": len(step_seconds),
+        "seconds_per_iteration": round(seconds, 3),
+        "patches_per_s": round(settings.batch_size / seconds, 2),
         **memory,
     }
 
@@ -537,8 +586,14 @@ def describe_hardware(device: torch.device) -> dict[str, Any]:
                 if line.startswith("model name"):
                     name = line.split(":", 1)[1].strip()
                     break
-    return {"device": str(device), "name": name, "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+    return {
+        "device": str(device),
+        "name": name,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
 
 
 def speedups(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -550,7 +605,7 @@ def speedups(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return variant_result.get("best_batch_slices_per_s") if variant_result.get("status") == "ok" else None
 
     def best(variants: dict[str, dict[str, Any]]) -> tuple[str, float] | None:
-        rated = [(name, rate(result)) for name, result in variants.items() if rate(result)]
+        rated = [(name, value) for name, result in variants.items() if (value := rate(result))]
         return max(rated, key=lambda item: item[1]) if rated else None
 
     reference = models[REFERENCE_MODEL]["variants"]
@@ -559,15 +614,18 @@ def speedups(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if name == REFERENCE_MODEL:
             continue
         per_variant = {
-            variant: round(rate(result) / rate(reference[variant]), 2)
+            variant: round(ours_rate / reference_rate, 2)
             for variant, result in record["variants"].items()
-            if rate(result) and variant in reference and rate(reference[variant])
+            if (ours_rate := rate(result)) and variant in reference and (reference_rate := rate(reference[variant]))
         }
         ours_best, reference_best = best(record["variants"]), best(reference)
         ratios[name] = {"per_variant": per_variant}
         if ours_best and reference_best:
-            ratios[name]["best_vs_best"] = {"ratio": round(ours_best[1] / reference_best[1], 2),
-                                            "ours_variant": ours_best[0], "red_cnn_variant": reference_best[0]}
+            ratios[name]["best_vs_best"] = {
+                "ratio": round(ours_best[1] / reference_best[1], 2),
+                "ours_variant": ours_best[0],
+                "red_cnn_variant": reference_best[0],
+            }
     return ratios
 
 
@@ -582,8 +640,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
     for name, record in result["models"].items():
         for variant, outcome in record["variants"].items():
             if outcome.get("status") != "ok" or "batch1_latency_ms" not in outcome:
-                lines.append(f"| {name} | {variant} | {outcome.get('status')}: {outcome.get('reason', '')} "
-                             "| | | | | | | |")
+                lines.append(f"| {name} | {variant} | {outcome.get('status')}: {outcome.get('reason', '')} | | | | | | | |")
                 continue
             peak = outcome.get("peak_memory_mb")
             memory = f"{peak:.0f} ({outcome['peak_memory_increase_mb']:+.0f})" if peak is not None else "n/a"
@@ -595,12 +652,16 @@ def markdown_tables(result: dict[str, Any]) -> str:
                 f"({outcome.get('relative_diff_vs_eager_fp32') or 0:.2g}) |"
             )
     if result.get("training"):
-        lines += ["", "| training | amp | batch × patch | n_critic | s/iteration | patches/s | peak MiB |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| training | amp | batch × patch | n_critic | s/iteration | patches/s | peak MiB |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for run in result["training"]:
             if run.get("status") != "ok":
-                lines.append(f"| {run.get('backbone')} | {run.get('amp')} | {run.get('status')}: "
-                             f"{run.get('reason', '')} | | | | |")
+                lines.append(
+                    f"| {run.get('backbone')} | {run.get('amp')} | {run.get('status')}: {run.get('reason', '')} | | | | |"
+                )
                 continue
             lines.append(
                 f"| {run['backbone']} WGAN-GP | {run['amp_dtype'] or 'off'} | {run['batch_size']} × "
@@ -617,16 +678,30 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [name for name, _ in weights if name not in MODELS]
     if unknown or any(not Path(path).is_file() for _, path in weights):
         raise SystemExit(f"--weights needs MODEL=FILE with MODEL in {list(MODELS)} and an existing file, got {args.weights}")
-    overrides = {"image_size": args.image_size, "seed": args.seed, "weights": weights,
-                 "batch_sizes": tuple(args.batch_sizes) if args.batch_sizes else None,
-                 "compile_timeout": args.compile_timeout}
+    overrides = {
+        "image_size": args.image_size,
+        "seed": args.seed,
+        "weights": weights,
+        "batch_sizes": tuple(args.batch_sizes) if args.batch_sizes else None,
+        "compile_timeout": args.compile_timeout,
+    }
     settings = replace(settings, **{key: value for key, value in overrides.items() if value is not None})
     if args.compile_timeout is not None and args.quick:
         settings = replace(settings, skip_compile_reason="")
     models = args.models or (list(QUICK_MODELS) if args.quick else list(MODELS))
     training = TrainingSettings.for_device(str(device), args.quick)
-    training = replace(training, **{k: v for k, v in {"backbone": args.train_backbone, "batch_size":
-                       args.train_batch_size, "patch_size": args.train_patch_size}.items() if v is not None})
+    training = replace(
+        training,
+        **{
+            k: v
+            for k, v in {
+                "backbone": args.train_backbone,
+                "batch_size": args.train_batch_size,
+                "patch_size": args.train_patch_size,
+            }.items()
+            if v is not None
+        },
+    )
 
     result: dict[str, Any] = {
         "hardware": describe_hardware(device),
@@ -644,8 +719,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 result["training"].append(measure_training(training, device, amp, settings.seed))
             except Exception as error:
-                result["training"].append({"status": "failed", "backbone": training.backbone, "amp": amp,
-                                           "reason": f"{type(error).__name__}: {error}"})
+                result["training"].append(
+                    {"status": "failed", "backbone": training.backbone, "amp": amp, "reason": f"{type(error).__name__}: {error}"}
+                )
     result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     return result
 
@@ -661,4 +737,3 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.markdown:
         write_text_atomically(args.markdown, markdown_tables(result))
     return result
-

@@ -26,8 +26,9 @@ def hu_window_postprocessing(hu_min: float, hu_max: float, keys: Sequence[str] =
     for window in EVALUATION_WINDOWS:
         windowed = [f"{key}_{window.name}" for key in keys]
         transforms.append(CopyItemsd(keys, times=1, names=windowed))
-        transforms.append(ScaleIntensityRanged(windowed, a_min=window.low, a_max=window.high, b_min=window.low,
-                                               b_max=window.high, clip=True))
+        transforms.append(
+            ScaleIntensityRanged(windowed, a_min=window.low, a_max=window.high, b_min=window.low, b_max=window.high, clip=True)
+        )
     return transforms
 
 

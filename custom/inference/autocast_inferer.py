@@ -6,7 +6,7 @@ bfloat16 on CPU) and also takes single slices, so one bundle config serves volum
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from monai.inferers import SliceInferer, SlidingWindowInferer
@@ -30,5 +30,7 @@ class AutocastSliceInferer(SliceInferer):
         device_type = inputs.device.type
         with torch.autocast(device_type, dtype=AUTOCAST_DTYPES.get(device_type), enabled=self.amp):
             if inputs.ndim == 4:  # (batch, channel, height, width): already slices, tile them like the volume's
-                return SlidingWindowInferer.__call__(self, inputs, network, *args, **kwargs).to(inputs.dtype)
+                # typed Tensor | tuple | dict for networks with several outputs; the denoiser returns one tensor
+                outputs = cast(torch.Tensor, SlidingWindowInferer.__call__(self, inputs, network, *args, **kwargs))
+                return outputs.to(inputs.dtype)
             return super().__call__(inputs, network, *args, **kwargs)

@@ -143,8 +143,9 @@ def refuse_writing_into_inputs(entries: list[dict], input_path: Path, output_dir
             "series as input; choose an output_dir outside the input"
         )
     input_folders = {Path(file).resolve().parent for entry in entries for file in ensure_tuple(entry["image"])}
-    dicom_folders = {Path(file).resolve().parent for entry in entries if isinstance(entry["image"], list)
-                     for file in entry["image"]}
+    dicom_folders = {
+        Path(file).resolve().parent for entry in entries if isinstance(entry["image"], list) for file in entry["image"]
+    }
     for entry in entries:
         target = output / entry[OUTPUT_NAME_KEY]
         clashes = [folder for folder in input_folders if folder == target]
@@ -156,9 +157,7 @@ def refuse_writing_into_inputs(entries: list[dict], input_path: Path, output_dir
             )
 
 
-def list_inference_inputs(
-    input_path: str | os.PathLike, output_dir: str | os.PathLike, dataset_dir: str = ""
-) -> list[dict]:
+def list_inference_inputs(input_path: str | os.PathLike, output_dir: str | os.PathLike, dataset_dir: str = "") -> list[dict]:
     """The inference datalist: {"image": NIfTI path or sorted DICOM slice files, "output_name": folder name}.
 
     Args:

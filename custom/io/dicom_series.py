@@ -157,8 +157,10 @@ def sort_slices(entries: Sequence[tuple[Path, Dataset]]) -> list[tuple[Path, Dat
         normal = np.cross(row_cosine, column_cosine)
         for path, header in entries:
             row, column = direction_cosines(header)
-            if not (np.allclose(row, row_cosine, atol=ORIENTATION_TOLERANCE)
-                    and np.allclose(column, column_cosine, atol=ORIENTATION_TOLERANCE)):
+            if not (
+                np.allclose(row, row_cosine, atol=ORIENTATION_TOLERANCE)
+                and np.allclose(column, column_cosine, atol=ORIENTATION_TOLERANCE)
+            ):
                 raise DicomSeriesError(
                     f"{path}: ImageOrientationPatient differs from {entries[0][0]}; one volume needs one orientation"
                 )
@@ -173,8 +175,9 @@ def sort_slices(entries: Sequence[tuple[Path, Dataset]]) -> list[tuple[Path, Dat
         warn_uneven_spacing(np.sort(positions), entries[0][0].parent)
         return [entries[index] for index in order]
     if all(header.get("InstanceNumber") is not None for header in headers):
-        logger.warning("%s: no ImagePositionPatient/ImageOrientationPatient, slices ordered by InstanceNumber",
-                       entries[0][0].parent)
+        logger.warning(
+            "%s: no ImagePositionPatient/ImageOrientationPatient, slices ordered by InstanceNumber", entries[0][0].parent
+        )
         return sorted(entries, key=lambda entry: int(entry[1].InstanceNumber))
     logger.warning("%s: no slice positions or instance numbers, slices ordered by file name", entries[0][0].parent)
     return sorted(entries, key=lambda entry: entry[0].name)
@@ -186,7 +189,11 @@ def warn_uneven_spacing(positions: np.ndarray, folder: Path) -> None:
     if len(gaps) > 1 and np.max(np.abs(gaps - gaps.mean())) > SPACING_TOLERANCE * gaps.mean():
         logger.warning(
             "%s: slice gaps range from %.3g to %.3g mm; the NIfTI output assumes the mean gap %.3g mm "
-            "(the DICOM output keeps each slice's own position)", folder, gaps.min(), gaps.max(), gaps.mean()
+            "(the DICOM output keeps each slice's own position)",
+            folder,
+            gaps.min(),
+            gaps.max(),
+            gaps.mean(),
         )
 
 
@@ -213,7 +220,8 @@ def build_series(entries: Sequence[tuple[Path, Dataset]], where: Path) -> CTSeri
 def candidate_files(folder: Path) -> list[Path]:
     """Every non-hidden file below `folder` (hidden ones include the writers' temporary files)."""
     return sorted(
-        path for path in folder.rglob("*")
+        path
+        for path in folder.rglob("*")
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )
 

@@ -66,6 +66,10 @@ class PerceptualLoss(nn.Module):
             regularises, it carries no ImageNet perception).
     """
 
+    # buffers registered in __init__
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, network: str = "vgg19", pretrained: PretrainedSetting = True) -> None:
         super().__init__()
         if not parse_pretrained(pretrained):

@@ -6,6 +6,8 @@ plus λ·GP on random interpolates between real and generated images (Gulrajani 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,5 +86,6 @@ class GeneratorLoss(nn.Module):
             terms["perceptual"] = self.perceptual(prediction, target)
         if not terms:
             raise ValueError("every generator loss weight is zero: set at least one of lambda_l1, lambda_mse, ...")
-        total = sum(self.weights[name] * value for name, value in terms.items())
+        # `terms` is not empty, so the sum is a tensor, never sum()'s start value 0
+        total = cast(torch.Tensor, sum(self.weights[name] * value for name, value in terms.items()))
         return {"loss": total, **{f"loss_{name}": value for name, value in terms.items()}}

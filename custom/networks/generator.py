@@ -9,18 +9,27 @@ the last convolution starts at zero, so an untrained generator is the identity (
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
+from timm.models import FeatureInfo
 from torch import nn
 
+from custom.networks.local_squeeze_excite import localise_squeeze_excite
 from custom.networks.pretrained_weights import PretrainedSetting, create_timm_model
+from custom.networks.zero_mean_noise import LocalMeanRemoval
 
 # timm `features_only` indices at strides 2, 4, 8, 16, 32; 2, 3, 4 are the paper's stages 3, 5, 7 for efficientnetv2_m
 BACKBONE_OUT_INDICES = (0, 1, 2, 3, 4)
 # the grey-level mean and std of ImageNet, so pretrained stems see inputs on the scale they were trained on
 IMAGENET_GREY_MEAN = 0.449
 IMAGENET_GREY_STD = 0.226
+# the paper's training patch size: squeeze-excitation pools over this many input pixels at every position
+DEFAULT_SQUEEZE_EXCITE_WINDOW = 64
+# width of the local mean taken out of the noise estimate (about 10-16 mm at CT pixel sizes): a region larger than
+# this keeps its mean HU (see custom.networks.zero_mean_noise)
+DEFAULT_NOISE_MEAN_SIGMA = 16.0
 
 
 class ConvBlock(nn.Sequential):
@@ -59,6 +68,11 @@ class EfficientNetV2Denoiser(nn.Module):
         in_channels: input channels (1 for CT).
         decoder_channels: output channels of the decoder stages at strides 16, 8, 4, 2 and 1.
         stem_channels: channels of the full-resolution stem that feeds the last decoder stage.
+        squeeze_excite_window: input pixels each squeeze-excitation block pools over (the training patch size), so
+            a whole slice is denoised as its patches were in training (see `custom.networks.local_squeeze_excite`);
+            None keeps timm's global pooling, which makes the output depend on the input's size.
+        noise_mean_sigma: sigma in pixels of the Gaussian local mean removed from the noise estimate, so the
+            denoiser cannot shift the mean HU of a region (see `custom.networks.zero_mean_noise`); None keeps it.
     """
 
     def __init__(
@@ -68,6 +82,8 @@ class EfficientNetV2Denoiser(nn.Module):
         in_channels: int = 1,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 32),
         stem_channels: int = 32,
+        squeeze_excite_window: int | None = DEFAULT_SQUEEZE_EXCITE_WINDOW,
+        noise_mean_sigma: float | None = DEFAULT_NOISE_MEAN_SIGMA,
     ) -> None:
         super().__init__()
         if len(decoder_channels) != 5:
@@ -81,8 +97,12 @@ class EfficientNetV2Denoiser(nn.Module):
             out_indices=BACKBONE_OUT_INDICES,
             in_chans=in_channels,
         )
-        encoder_channels = self.encoder.feature_info.channels()
-        self.size_multiple = max(self.encoder.feature_info.reduction())
+        if squeeze_excite_window is not None:
+            localise_squeeze_excite(self.encoder, squeeze_excite_window)
+        # nn.Module.__getattr__ is typed Tensor | Module; a timm features_only model's feature_info is a FeatureInfo
+        feature_info = cast(FeatureInfo, self.encoder.feature_info)
+        encoder_channels: list[int] = feature_info.channels()
+        self.size_multiple: int = max(feature_info.reduction())
         self.stem = ConvBlock(in_channels, stem_channels)
         skip_channels = [*encoder_channels[-2::-1], stem_channels]  # strides 16, 8, 4, 2, 1
         coarse_channels = [encoder_channels[-1], *decoder_channels[:-1]]
@@ -90,9 +110,13 @@ class EfficientNetV2Denoiser(nn.Module):
             UpFuse(coarse, skip, out) for coarse, skip, out in zip(coarse_channels, skip_channels, decoder_channels)
         )
         self.noise_head = nn.Conv2d(decoder_channels[-1], in_channels, 3, padding=1)
+        self.noise_mean_removal: nn.Module = (
+            nn.Identity() if noise_mean_sigma is None else LocalMeanRemoval(noise_mean_sigma, in_channels)
+        )
         self.input_mean = IMAGENET_GREY_MEAN
         self.input_std = IMAGENET_GREY_STD
         nn.init.zeros_(self.noise_head.weight)
+        assert self.noise_head.bias is not None  # nn.Conv2d has a bias unless bias=False
         nn.init.zeros_(self.noise_head.bias)
 
     def predict_noise(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,5 +133,5 @@ class EfficientNetV2Denoiser(nn.Module):
         pad_h = -height % self.size_multiple
         pad_w = -width % self.size_multiple
         padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-        noise = self.predict_noise(padded)[..., :height, :width]
+        noise = self.noise_mean_removal(self.predict_noise(padded)[..., :height, :width])
         return x - noise.to(x.dtype)

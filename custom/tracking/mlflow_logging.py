@@ -8,20 +8,30 @@ plain `--tracking mlflow` gives the full record and nothing is logged when track
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ignite.engine import Engine
 from monai.handlers import MLFlowHandler
 
 # the scalar entries of WGANGPTrainer's output that are worth a curve
-LOSS_TERMS = ("loss", "loss_adv", "loss_l1", "loss_mse", "loss_perceptual", "loss_critic", "gradient_penalty", "wasserstein_distance")
+LOSS_TERMS = (
+    "loss",
+    "loss_adv",
+    "loss_l1",
+    "loss_mse",
+    "loss_perceptual",
+    "loss_critic",
+    "gradient_penalty",
+    "wasserstein_distance",
+)
 
 
 def loss_terms_logger(handler: MLFlowHandler) -> Callable[[Engine], None]:
     """An `iteration_logger` that logs each loss term present in the (decollated) trainer output."""
 
     def log(engine: Engine) -> None:
-        output = engine.state.output
+        # ignite types State.output as int | None; a trainer's output is its (decollated) dict of results
+        output = cast("dict[str, Any] | list[dict[str, Any]]", engine.state.output)
         first = output[0] if isinstance(output, list) else output
         values = {name: float(first[name]) for name in LOSS_TERMS if name in first}
         handler._log_metrics({f"train_{name}": value for name, value in values.items()}, step=engine.state.iteration)

@@ -30,10 +30,14 @@ def bundle_command(repo_root: Path, *config_files: str, overrides: dict) -> list
     configs = [str(repo_root / "bundle" / "configs" / name) for name in config_files]
     config_arg = configs[0] if len(configs) == 1 else "[" + ",".join(f"'{c}'" for c in configs) + "]"
     args = [
-        "run", "training",
-        "--meta_file", str(repo_root / "bundle/configs/metadata.json"),
-        "--config_file", config_arg,
-        "--logging_file", str(repo_root / "bundle/configs/logging.conf"),
+        "run",
+        "training",
+        "--meta_file",
+        str(repo_root / "bundle/configs/metadata.json"),
+        "--config_file",
+        config_arg,
+        "--logging_file",
+        str(repo_root / "bundle/configs/logging.conf"),
     ]
     for key, value in overrides.items():
         args += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
@@ -43,7 +47,9 @@ def bundle_command(repo_root: Path, *config_files: str, overrides: dict) -> list
 def run_checked(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(cwd)}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(command)}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(command)}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
+    )
     return result
 
 
@@ -52,9 +58,15 @@ def default_datalist(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_default_datalist(str(tmp_path_factory.mktemp("default_dataset")))
 
 
+@pytest.mark.slow
 def test_smoke_training_writes_model_and_mlflow_metrics(repo_root: Path, tmp_path: Path) -> None:
     """The issue's smoke command, with the bundle root moved to a temporary folder and no datalist given."""
-    command = [sys.executable, "-m", "monai.bundle", *bundle_command(repo_root, "train.json", overrides={**TINY, "bundle_root": tmp_path})]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        *bundle_command(repo_root, "train.json", overrides={**TINY, "bundle_root": tmp_path}),
+    ]
     command.insert(command.index("--meta_file"), "--tracking")
     command.insert(command.index("--meta_file"), "mlflow")
     run_checked(command, cwd=repo_root)
@@ -70,10 +82,24 @@ def test_smoke_training_writes_model_and_mlflow_metrics(repo_root: Path, tmp_pat
     for metric in ("psnr_w400", "ssim_w400", "rmse_w400", "psnr_w2000", "ssim_w2000", "ldct_psnr_w400"):
         assert metric in run.data.metrics, metric
     assert 0 < run.data.metrics["ssim_w400"] <= 1
-    for term in ("train_loss", "train_loss_adv", "train_loss_l1", "train_loss_perceptual", "train_gradient_penalty", "train_wasserstein_distance"):
+    for term in (
+        "train_loss",
+        "train_loss_adv",
+        "train_loss_l1",
+        "train_loss_perceptual",
+        "train_gradient_penalty",
+        "train_wasserstein_distance",
+    ):
         history = client.get_metric_history(run.info.run_id, term)
         assert len(history) >= 1 and history[0].step == 1, term
-    for param, value in {"lambda_gp": "10.0", "lambda_l1": "1.0", "lambda_perceptual": "0.1", "n_critic": "5", "backbone": "tf_efficientnetv2_b0", "learning_rate": "1e-05"}.items():
+    for param, value in {
+        "lambda_gp": "10.0",
+        "lambda_l1": "1.0",
+        "lambda_perceptual": "0.1",
+        "n_critic": "5",
+        "backbone": "tf_efficientnetv2_b0",
+        "learning_rate": "1e-05",
+    }.items():
         assert run.data.params[param] == value, param
 
 
@@ -88,8 +114,16 @@ def make_workflow(repo_root: Path, **overrides) -> ConfigWorkflow:
     return workflow
 
 
+@pytest.mark.slow
 def test_resume_continues_from_saved_iteration(repo_root: Path, tmp_path: Path, default_datalist: str) -> None:
-    fast = {"datalist": default_datalist, "bundle_root": str(tmp_path), "n_critic": 1, "lambda_perceptual": 0, "epoch_length": 2, "val_interval": 5}
+    fast = {
+        "datalist": default_datalist,
+        "bundle_root": str(tmp_path),
+        "n_critic": 1,
+        "lambda_perceptual": 0,
+        "epoch_length": 2,
+        "val_interval": 5,
+    }
     first = make_workflow(repo_root, **fast)
     first.run()
     checkpoint = tmp_path / "models" / "checkpoints" / "checkpoint_final.pt"
@@ -101,8 +135,14 @@ def test_resume_continues_from_saved_iteration(repo_root: Path, tmp_path: Path, 
     executed: list[int] = []
     trainer.add_event_handler(Events.ITERATION_STARTED, lambda engine: executed.append(engine.state.iteration))
     generator_at_start: dict[str, torch.Tensor] = {}
-    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: generator_at_start.update(
-        {k: v.clone() for k, v in engine.generator.state_dict().items()}) if not generator_at_start else None)
+    trainer.add_event_handler(
+        Events.EPOCH_STARTED,
+        lambda engine: (
+            generator_at_start.update({k: v.clone() for k, v in engine.generator.state_dict().items()})
+            if not generator_at_start
+            else None
+        ),
+    )
     second.run()
     assert executed == [3, 4]  # continued after iteration 2 instead of starting over
     assert trainer.state.epoch == 2
@@ -112,17 +152,57 @@ def test_resume_continues_from_saved_iteration(repo_root: Path, tmp_path: Path, 
     assert critic_adam_steps == {4}  # critic optimiser state resumed too: 2 steps before, 2 after
 
 
+@pytest.mark.slow
 def test_metadata_and_network_io_verify(repo_root: Path) -> None:
-    run_checked([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", "bundle/configs/metadata.json",
-                 "--filepath", "bundle/configs/metadata_schema.json"], cwd=repo_root)
-    run_checked([sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", "bundle/configs/metadata.json",
-                 "--config_file", "bundle/configs/train.json", "--backbone", "tf_efficientnetv2_b0", "--device", "cpu", "--any", "48"], cwd=repo_root)
+    run_checked(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_metadata",
+            "--meta_file",
+            "bundle/configs/metadata.json",
+            "--filepath",
+            "bundle/configs/metadata_schema.json",
+        ],
+        cwd=repo_root,
+    )
+    run_checked(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_net_in_out",
+            "network_def",
+            "--meta_file",
+            "bundle/configs/metadata.json",
+            "--config_file",
+            "bundle/configs/train.json",
+            "--backbone",
+            "tf_efficientnetv2_b0",
+            "--device",
+            "cpu",
+            "--any",
+            "48",
+        ],
+        cwd=repo_root,
+    )
 
 
+@pytest.mark.slow
 def test_multi_gpu_config_runs_ddp_with_gloo_on_two_cpu_processes(repo_root: Path, tmp_path: Path, default_datalist: str) -> None:
     overrides = {**TINY, "datalist": default_datalist, "bundle_root": tmp_path, "epoch_length": 2, "n_critic": 2}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "monai.bundle", *bundle_command(repo_root, "train.json", "multi_gpu_train.json", overrides=overrides)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "monai.bundle",
+        *bundle_command(repo_root, "train.json", "multi_gpu_train.json", overrides=overrides),
+    ]
     result = run_checked(command, cwd=repo_root)
     state_dict = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     EfficientNetV2Denoiser(TINY["backbone"]).load_state_dict(state_dict)  # saved unwrapped from DDP
@@ -134,9 +214,26 @@ def test_config_exposes_the_documented_override_ids(repo_root: Path) -> None:
     import json
 
     config = json.loads((repo_root / "bundle/configs/train.json").read_text())
-    documented = ["dataset_dir", "datalist", "backbone", "pretrained", "batch_size", "patch_size", "max_epochs", "learning_rate",
-                  "n_critic", "lambda_gp", "lambda_adv", "lambda_l1", "lambda_perceptual", "perceptual_pretrained", "val_interval",
-                  "amp", "seed", "device"]
+    documented = [
+        "dataset_dir",
+        "datalist",
+        "backbone",
+        "pretrained",
+        "batch_size",
+        "patch_size",
+        "max_epochs",
+        "learning_rate",
+        "n_critic",
+        "lambda_gp",
+        "lambda_adv",
+        "lambda_l1",
+        "lambda_perceptual",
+        "perceptual_pretrained",
+        "val_interval",
+        "amp",
+        "seed",
+        "device",
+    ]
     assert [name for name in documented if name not in config] == []
     assert config["lambda_gp"] == 10.0 and config["lambda_l1"] == 1.0 and config["lambda_perceptual"] == 0.1
     assert config["learning_rate"] == 1e-05 and config["batch_size"] == 128 and config["patch_size"] == 64

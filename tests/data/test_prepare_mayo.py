@@ -58,9 +58,7 @@ def write_slice(
     dataset.save_as(path, enforce_file_format=True)
 
 
-def write_series(
-    folder: Path, patient: str, description: str, positions, rng: random.Random, shapes: dict | None = None
-) -> None:
+def write_series(folder: Path, patient: str, description: str, positions, rng: random.Random, shapes: dict | None = None) -> None:
     """One series with random file names, so file order says nothing about slice order; ``shapes`` overrides by z."""
     uid = generate_uid()
     for index, z in enumerate(positions):
@@ -121,7 +119,9 @@ def test_mayo_pairs_by_position_and_reports_the_rest(script: ScriptLoader, mayo_
     assert script("prepare_mayo").main([str(mayo_tree), str(output), "--val-patients", "L109"]) == 0
     datalist = json.loads((output / prepare_mayo.DATALIST_NAME).read_text())
     assert {split: sorted({entry["patient"] for entry in datalist[split]}) for split in prepare_mayo.SPLITS} == {
-        "training": ["L067", "L096"], "validation": ["L109"], "test": ["L506"],
+        "training": ["L067", "L096"],
+        "validation": ["L109"],
+        "test": ["L506"],
     }
     pairs = [row for split in prepare_mayo.SPLITS for row in pair_positions(datalist, split)]
     assert all(low_z == full_z for _, low_z, full_z in pairs)
@@ -132,8 +132,11 @@ def test_mayo_pairs_by_position_and_reports_the_rest(script: ScriptLoader, mayo_
     report = read_report(output)
     reasons = sorted((row["patient"], row["dose"], row["reason"]) for row in report)
     assert reasons == [
-        ("L096", "full", "unpaired"), ("L109", "full", "geometry mismatch"), ("L109", "low", "geometry mismatch"),
-        ("L506", "low", "not CT"), ("L506", "low", "not a DICOM image"),
+        ("L096", "full", "unpaired"),
+        ("L109", "full", "geometry mismatch"),
+        ("L109", "low", "geometry mismatch"),
+        ("L506", "low", "not CT"),
+        ("L506", "low", "not a DICOM image"),
     ]
     assert {Path(row["file"]).name for row in report if row["patient"] == "L506"} == {"mr.IMA", "notes.txt"}
     assert "16x16" in next(row["detail"] for row in report if row["reason"] == "geometry mismatch")

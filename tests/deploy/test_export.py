@@ -31,9 +31,7 @@ def generator() -> EfficientNetV2Denoiser:
 
 
 @pytest.fixture(scope="module")
-def torchscript_bundle(
-    generator: EfficientNetV2Denoiser, tmp_path_factory: pytest.TempPathFactory, repo_root: Path
-) -> Path:
+def torchscript_bundle(generator: EfficientNetV2Denoiser, tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
     return export_torchscript_bundle(generator, tmp_path_factory.mktemp("torchscript"))
 
 
@@ -63,8 +61,8 @@ def test_torchscript_matches_eager(
     assert (actual - expected).abs().max() <= TORCHSCRIPT_TOLERANCE
 
 
-def test_onnx_export_matches_eager_with_dynamic_shapes(script: ScriptLoader,
-    generator: EfficientNetV2Denoiser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_onnx_export_matches_eager_with_dynamic_shapes(
+    script: ScriptLoader, generator: EfficientNetV2Denoiser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ckpt_file = tmp_path / "model.pt"
     torch.save(generator.state_dict(), ckpt_file)

@@ -9,7 +9,7 @@ import torch
 from ignite.engine import Events
 from torch import nn
 
-from custom.engines.wgan_gp_trainer import WGANGPTrainer
+from custom.engines.wgan_gp_trainer import NonFiniteLossError, WGANGPTrainer
 from custom.losses.perceptual import PerceptualLoss
 from custom.losses.wgan_gp import GeneratorLoss, gradient_penalty, random_interpolates, wasserstein_estimate
 from custom.networks.critic import WGANCritic
@@ -126,9 +126,7 @@ class CountingAdam(torch.optim.Adam):
         return super().step(closure)
 
 
-def make_trainer(
-    n_critic: int, batches: list[dict], lambda_adv: float = 1e-3, adversarial_warmup: int = 0
-) -> WGANGPTrainer:
+def make_trainer(n_critic: int, batches: list[dict], lambda_adv: float = 1e-3, adversarial_warmup: int = 0) -> WGANGPTrainer:
     torch.manual_seed(0)
     generator = EfficientNetV2Denoiser(SMALL_BACKBONE, decoder_channels=(32, 16, 16, 8, 8), stem_channels=8)
     critic = WGANCritic(base_channels=8, num_layers=3)
@@ -192,7 +190,8 @@ def test_nonfinite_loss_stops_training_and_keeps_weights() -> None:
     batches = random_batches(3)
     batches[1]["label"][0, 0, 0, 0] = float("nan")
     trainer = make_trainer(2, batches)
-    trainer.run()
+    with pytest.raises(NonFiniteLossError, match="iteration 2: loss_critic was not finite"):
+        trainer.run()
     assert trainer.state.nonfinite_loss is not None
     assert trainer.state.iteration == 2  # stopped in the second iteration, the third never ran
     assert trainer.g_optimizer.steps == 1

@@ -17,6 +17,7 @@ import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
+from builders import abdomen_phantom, edit, write_ct_series
 from pydicom.data import get_testdata_file
 
 from custom.evaluation import quality_benchmark as benchmark_quality
@@ -58,6 +59,7 @@ def quality_run(script: ScriptLoader, tmp_path_factory: pytest.TempPathFactory) 
     return result, output_dir, datalist
 
 
+@pytest.mark.slow
 def test_quality_table_has_every_method_and_convention(quality_run: tuple[dict, Path, Path]) -> None:
     result, output_dir, _ = quality_run
     assert set(result["methods"]) == set(benchmark_quality.ALL_METHODS)
@@ -79,6 +81,7 @@ def test_quality_table_has_every_method_and_convention(quality_run: tuple[dict, 
     assert f"test {noise['test']:.1f}" in table
 
 
+@pytest.mark.slow
 def test_classical_strength_is_chosen_on_validation(quality_run: tuple[dict, Path, Path]) -> None:
     result, _, _ = quality_run
     for method, classical in benchmark_quality.CLASSICAL_METHODS.items():
@@ -90,6 +93,7 @@ def test_classical_strength_is_chosen_on_validation(quality_run: tuple[dict, Pat
         assert result["methods"][method]["delta_vs_ldct"]["psnr_w400"]["mean"] > 1.0, method
 
 
+@pytest.mark.slow
 def test_scoring_matches_the_bundles_validation_metrics(quality_run: tuple[dict, Path, Path]) -> None:
     """The benchmark's per-slice PSNR/SSIM of the low-dose input on validation equal what the bundle logged."""
     result, _, datalist = quality_run
@@ -102,6 +106,7 @@ def test_scoring_matches_the_bundles_validation_metrics(quality_run: tuple[dict,
     assert np.mean(scores["ssim_w400"]) == pytest.approx(logged["ldct_ssim_w400"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_every_quality_run_is_in_one_mlflow_experiment(script: ScriptLoader, quality_run: tuple[dict, Path, Path]) -> None:
     result, output_dir, _ = quality_run
     assert result["tracking_uri"] == f"sqlite:///{output_dir / 'mlruns.db'}"
@@ -115,12 +120,14 @@ def test_every_quality_run_is_in_one_mlflow_experiment(script: ScriptLoader, qua
     assert red_cnn.data.params["lambda_mse"] == "1.0" and red_cnn.data.params["n_critic"] == "0"
     assert not list(Path.cwd().glob("mlruns"))  # artifacts stay under the output folder
 
-    summary = script("compare_runs").main(["--tracking-uri", result["tracking_uri"], "--experiment", experiment.name,
-                                 "--plot", str(output_dir / "curves.png")])
+    summary = script("compare_runs").main(
+        ["--tracking-uri", result["tracking_uri"], "--experiment", experiment.name, "--plot", str(output_dir / "curves.png")]
+    )
     assert "method" in summary["differing_params"]
     assert (output_dir / "curves.png").read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow
 def test_speed_json_has_every_variant_or_a_reason(script: ScriptLoader, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     output = tmp_path / "speed.json"
     result = script("benchmark_speed").main(["--quick", "--output", str(output), "--markdown", str(tmp_path / "speed.md")])
@@ -172,12 +179,14 @@ def make_store(uri: str) -> None:
     client.set_terminated(run_id)
 
 
+@pytest.mark.slow
 def test_compare_runs_table_and_plot(script: ScriptLoader, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     make_store(uri)
     plot = tmp_path / "plots" / "curves.png"
-    summary = script("compare_runs").main(["--tracking-uri", uri, "--experiment", "compare", "--plot", str(plot),
-                                 "--json", str(tmp_path / "summary.json")])
+    summary = script("compare_runs").main(
+        ["--tracking-uri", uri, "--experiment", "compare", "--plot", str(plot), "--json", str(tmp_path / "summary.json")]
+    )
     table = capsys.readouterr().out
     assert summary["differing_params"] == ["epoch_length", "lambda_adv"]  # backbone is the same everywhere
     header = table.splitlines()[0]
@@ -188,8 +197,11 @@ def test_compare_runs_table_and_plot(script: ScriptLoader, tmp_path: Path, capsy
     assert summary["curves"] == 5  # 2 runs x 2 metrics, and bm3d's single PSNR as a reference line
     assert plot.read_bytes().startswith(PNG_MAGIC)
     client = mlflow.MlflowClient(uri)
-    wgan = next(r for r in client.search_runs([client.get_experiment_by_name("compare").experiment_id])
-                if r.data.tags["mlflow.runName"] == "wgan")
+    wgan = next(
+        r
+        for r in client.search_runs([client.get_experiment_by_name("compare").experiment_id])
+        if r.data.tags["mlflow.runName"] == "wgan"
+    )
     assert run_comparison.metric_curve(client, wgan, "psnr_w400") == [(10, 28.0), (20, 29.0), (30, 30.0)]
     assert json.loads((tmp_path / "summary.json").read_text())["runs"][0]["run"] == "wgan"
 
@@ -232,3 +244,66 @@ def test_evenly_spaced_subset_keeps_the_ends() -> None:
     items = [{"index": i} for i in range(20)]
     assert [item["index"] for item in benchmark_quality.evenly_spaced(items, 5)] == [0, 5, 10, 14, 19]
     assert benchmark_quality.evenly_spaced(items, None) == items
+
+
+def write_phantom_series(folder: Path, count: int, size: int = 128) -> Path:
+    """A CT DICOM series (CT_small's headers, 0.66 mm pixels) of noisy abdomen-like phantoms instead of its pixels."""
+    for index, path in enumerate(write_ct_series(folder, [5.0 * index for index in range(count)])):
+        stored = np.round(abdomen_phantom(index, size) + 1024).astype(np.int16)  # CT_small: slope 1, intercept -1024
+        edit(path, Rows=size, Columns=size, PixelData=stored.tobytes())
+    return folder
+
+
+@pytest.mark.slow
+def test_real_low_dose_is_measured_without_reference(script: ScriptLoader, tmp_path: Path) -> None:
+    """Classical methods only: every scored method is measured on the real series, LDCT being the identity."""
+    series = write_phantom_series(tmp_path / "real_series", count=4)
+    datalist = write_synthetic_datalist(tmp_path)
+    output_dir = tmp_path / "quality"
+    args = ["--quick", "--methods", "bm3d", "tv", "--datalist", str(datalist), "--output-dir", str(output_dir)]
+    result = script("benchmark_quality").main([*args, "--real-low-dose", str(series), "--real-low-dose-slices", "3"])
+    no_reference = result["no_reference"]
+    assert no_reference["series"]["real_series"]["slice_indices"] == [0, 2, 3]
+    assert no_reference["series"]["real_series"]["pixel_spacing_mm"] == pytest.approx(0.661468)
+    measures = {method: by_series["real_series"] for method, by_series in no_reference["methods"].items()}
+    assert set(measures) == {"ldct", "bm3d", "tv"}
+    ldct = measures["ldct"]
+    assert ldct["noise_ratio"] == 1.0 and ldct["mean_shift_hu"] == 0.0 and ldct["edge_width_ratio"] == 1.0
+    assert ldct["mean_shift_within_target"] and ldct["edge_profiles"] >= 20 and 20 < ldct["noise_input_hu"] < 30
+    assert ldct["noise_slices"] == 3 and isinstance(ldct["edge_profiles"], int)  # counts stay counts
+    for method in ("bm3d", "tv"):
+        assert measures[method]["noise_ratio"] < 0.8, method
+        assert measures[method]["noise_input_hu"] == ldct["noise_input_hu"], method  # the same input slices
+    assert json.loads((output_dir / "quality.json").read_text())["no_reference"] == no_reference
+    table = (output_dir / "quality.md").read_text()
+    assert "Real low dose, no reference: real_series" in table
+    for method in measures:
+        assert table.count(f"| {benchmark_quality.LABELS[method]} |") == 3, method  # two conventions and this table
+    client = mlflow.MlflowClient(result["tracking_uri"])
+    logged = client.get_run(result["methods"]["bm3d"]["runs"][0]["mlflow_run_id"]).data.metrics
+    assert logged["real_real_series_noise_ratio"] == pytest.approx(measures["bm3d"]["noise_ratio"])
+
+
+@pytest.mark.faults
+def test_unusable_real_low_dose_fails_before_any_training(
+    script: ScriptLoader, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A folder without CT images or a series of unknown pixel spacing is named at argument time."""
+    no_images = tmp_path / "notes"
+    no_images.mkdir()
+    (no_images / "readme.txt").write_text("not a CT image")
+    no_spacing = write_phantom_series(tmp_path / "no_spacing", count=2)
+    edit(next(no_spacing.iterdir()), PixelSpacing=None)
+    bare_nifti = tmp_path / "bare.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 2), np.float32), affine=None), bare_nifti)  # no sform, no qform
+    output_dir = tmp_path / "quality"
+    for path, reason in (
+        (no_images, "no DICOM image files"),
+        (no_spacing, "no PixelSpacing"),
+        (bare_nifti, "pixel spacing is unknown"),
+    ):
+        with pytest.raises(SystemExit):
+            script("benchmark_quality").main(["--quick", "--output-dir", str(output_dir), "--real-low-dose", str(path)])
+        error = capsys.readouterr().err
+        assert str(path) in error and reason in error, error
+    assert not output_dir.exists()  # nothing ran

@@ -26,6 +26,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from custom.networks.generator import EfficientNetV2Denoiser
 
+pytestmark = pytest.mark.slow  # one evaluation run through python -m monai.bundle serves every test here
+
 SIZE = 64
 NOISE_SIGMA_HU = 40.0
 NUM_SLICES = 3
@@ -111,7 +113,9 @@ def test_per_slice_metrics_match_scikit_image_and_numpy(evaluation: dict) -> Non
                 expected = independent_metrics(low, full, window)[metric]
                 assert ldct[name] == pytest.approx(expected, abs=TOLERANCE[metric]), (metric, window_name, name)
                 # Gaussian-blended tiles of an identity generator reproduce the input up to float32 rounding
-                assert model[name] == pytest.approx(ldct[name], rel=1e-6), f"the identity generator changed {metric}_{window_name} of {name}"
+                assert model[name] == pytest.approx(ldct[name], rel=1e-6), (
+                    f"the identity generator changed {metric}_{window_name} of {name}"
+                )
 
 
 def test_noise_of_known_sigma_is_measured(evaluation: dict) -> None:
@@ -127,9 +131,7 @@ def test_noise_of_known_sigma_is_measured(evaluation: dict) -> None:
 def test_mean_and_std_summary(evaluation: dict) -> None:
     with open(evaluation["dir"] / "metrics_mean_std.csv") as file:
         summary = {row["metric"]: row for row in csv.DictReader(file)}
-    expected_names = {
-        f"{prefix}{metric}_{window}" for prefix in ("", "ldct_") for metric in METRICS for window in WINDOWS
-    }
+    expected_names = {f"{prefix}{metric}_{window}" for prefix in ("", "ldct_") for metric in METRICS for window in WINDOWS}
     assert set(summary) == expected_names
     for name, row in summary.items():
         values = np.array(list(read_raw_csv(evaluation["dir"] / f"{name}_raw.csv").values()))
