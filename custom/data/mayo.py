@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from custom.conventions import DATALIST_NAME, DEFAULT_TEST_PATIENTS, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
 from custom.data.default_dataset import write_nifti_slice
-from custom.io.atomic_output import atomic_output
+from custom.io.atomic_output import atomic_output, write_text_atomically
 from custom.io.dicom_series import DicomSeriesError, candidate_files, read_header, read_slice_hu
 
 THICKNESSES = ("1mm", "3mm")
@@ -409,8 +409,7 @@ def prepare(args: argparse.Namespace) -> int:
     split = split_patients(list(pairs), test_patients, args.val_patients, args.test_fraction or 0.0, args.val_fraction, args.seed)
     converted = write_nifti_pairs(pairs, args.output_dir) if args.nifti else None
     datalist = build_datalist(pairs, split, converted)
-    with atomic_output(args.output_dir / DATALIST_NAME) as temporary:
-        temporary.write_text(json.dumps(datalist, indent=2))
+    write_text_atomically(args.output_dir / DATALIST_NAME, json.dumps(datalist, indent=2))
     print(f"layout: {layout}; pairs written to {args.output_dir / DATALIST_NAME}")
     for name in SPLITS:
         print(f"  {name}: {len(datalist[name])} pairs from {len(split[name])} patients {split[name]}")

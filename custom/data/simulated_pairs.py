@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from custom.conventions import BODY_THRESHOLD_HU, DATALIST_NAME, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
 from custom.data.mayo import check_output_outside_input, split_patients
-from custom.io.atomic_output import atomic_output
+from custom.io.atomic_output import atomic_output, write_text_atomically
 from custom.io.dicom_series import candidate_files, read_header, read_slice_hu
 from custom.simulation.low_dose import (
     SimulateLowDose,
@@ -203,6 +203,5 @@ def simulate_dataset(
     for entry in (entry for entries in splits.values() for entry in entries):  # every input checked before any output
         read_full_dose(Path(entry[FULL_DOSE_KEY]), pixel_spacing_mm)
     datalist = simulate_entries(splits, simulator, output_dir, pixel_spacing_mm, device)
-    with atomic_output(output_dir / DATALIST_NAME) as temporary:
-        temporary.write_text(json.dumps(datalist, indent=2))
+    write_text_atomically(output_dir / DATALIST_NAME, json.dumps(datalist, indent=2))
     return datalist

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from custom.conventions import BODY_THRESHOLD_HU, DATALIST_NAME, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
 from custom.data.mayo import check_output_outside_input
 from custom.data.simulated_pairs import InputError, require_body
-from custom.io.atomic_output import atomic_output
+from custom.io.atomic_output import atomic_output, write_text_atomically
 from custom.simulation.low_dose import SimulateLowDose
 from custom.simulation.options import simulator_from_args
 
@@ -151,10 +151,8 @@ def build_volume_datalist(
         "blocks": {split: [indices[0], indices[-1]] for split, indices in blocks.items() if indices},
         "simulation": {**simulator.simulation_settings, "seed": seed},
     }
-    with atomic_output(output_dir / SPLIT_INFO_NAME) as temporary:
-        temporary.write_text(json.dumps(split_info, indent=2))
-    with atomic_output(output_dir / DATALIST_NAME) as temporary:
-        temporary.write_text(json.dumps(datalist, indent=2))
+    write_text_atomically(output_dir / SPLIT_INFO_NAME, json.dumps(split_info, indent=2))
+    write_text_atomically(output_dir / DATALIST_NAME, json.dumps(datalist, indent=2))
     return datalist
 
 

@@ -34,8 +34,7 @@ from tqdm import tqdm
 
 from custom.conventions import ORGAN_TISSUE_HU
 from custom.data.simulated_pairs import InputError
-from custom.evaluation.run_comparison import write_text_atomically
-from custom.io.atomic_output import atomic_output
+from custom.io.atomic_output import atomic_output, write_text_atomically
 from custom.io.ct_series_loader import is_nifti
 from custom.io.dicom_series import DicomSeriesError, candidate_files, load_ct_series
 from custom.simulation.noise_texture import (

@@ -93,7 +93,7 @@ from custom.data.simulated_pairs import is_image_file, simulate_dataset
 from custom.evaluation import run_comparison as compare_runs
 from custom.evaluation.no_reference import MEAN_SHIFT_TARGET_HU, summarise_series
 from custom.evaluation.noise_measurement import CTVolume
-from custom.evaluation.run_comparison import write_text_atomically
+from custom.io.atomic_output import write_text_atomically
 from custom.io.ct_series_loader import relative_name
 from custom.io.dicom_series import candidate_files
 from custom.simulation.low_dose import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_INCIDENT_FLUX, SimulateLowDose

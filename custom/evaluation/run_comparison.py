@@ -28,17 +28,12 @@ from mlflow.entities import Run
 from tqdm import tqdm
 
 from custom.conventions import HEADLINE_METRIC, PRIMARY_WINDOW
-from custom.io.atomic_output import atomic_output
+from custom.io.atomic_output import atomic_output, write_text_atomically
 
 DEFAULT_CURVES = (HEADLINE_METRIC, f"ssim_{PRIMARY_WINDOW.name}")
 # per-iteration training curves are too many columns for a table; they stay in MLflow
 TRAINING_METRIC_PREFIX = "train_"
 RUN_NAME_TAG = "mlflow.runName"
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    with atomic_output(path) as temporary:
-        temporary.write_text(text)
 
 
 def load_runs(client: MlflowClient, experiment_name: str) -> list[Run]:

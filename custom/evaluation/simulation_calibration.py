@@ -41,7 +41,7 @@ from tqdm import tqdm
 from custom.conventions import BUNDLE_DIR, SHARED_CT_DIR, SHARED_DATA_DIR
 from custom.data.simulated_pairs import InputError
 from custom.evaluation.noise_measurement import CTVolume, compare, plot_nps, read_series, scalars
-from custom.evaluation.run_comparison import write_text_atomically
+from custom.io.atomic_output import write_text_atomically
 from custom.simulation import low_dose
 from custom.simulation.noise_texture import ROI_SIZE, measure_series
 from custom.simulation.projector import B30F_HALF_MTF_CYCLES_PER_MM, B30F_ORDER

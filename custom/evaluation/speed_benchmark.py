@@ -55,7 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from custom.conventions import MODEL_HU_WINDOW, TRAIN_CONFIG
-from custom.evaluation.run_comparison import write_text_atomically
+from custom.io.atomic_output import write_text_atomically
 from custom.networks.generator import EfficientNetV2Denoiser
 from custom.networks.red_cnn import REDCNN
 

@@ -29,3 +29,9 @@ def atomic_output(target: Path) -> Iterator[Path]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` through :func:`atomic_output`."""
+    with atomic_output(target) as temporary:
+        temporary.write_text(text)

@@ -53,11 +53,9 @@ from custom.simulation.projector import ParallelBeamProjector
 # Siemens SOMATOM Definition AS+ (the Mayo scanner), as in the DICOM headers and the TCIA projection data.
 SOURCE_ISOCENTRE_MM = 595.0
 SOURCE_DETECTOR_MM = 1085.6
-DETECTOR_CHANNELS = 736
 DETECTOR_PITCH_MM = 1.2858
 DETECTOR_BIN_MM = DETECTOR_PITCH_MM * SOURCE_ISOCENTRE_MM / SOURCE_DETECTOR_MM  # 0.705 mm at the isocentre
 SCANNER_VIEWS_PER_ROTATION = 1152
-SCAN_FOV_RADIUS_MM = SOURCE_ISOCENTRE_MM * math.sin(0.5 * DETECTOR_CHANNELS * DETECTOR_PITCH_MM / SOURCE_DETECTOR_MM)  # 251 mm
 # Bowtie: relative flux exp(-(t / width)^2), not below the floor (typical body-bowtie shape; no vendor data).
 BOWTIE_WIDTH_MM = 170.0
 BOWTIE_FLOOR = 0.05
@@ -141,7 +139,6 @@ def line_integrals_of_hu(
 def reconstructed_noise_hu(
     line_integrals: torch.Tensor,
     projector: ParallelBeamProjector,
-    pixel_spacing_mm: float,
     generator: torch.Generator,
     dose_fraction: float = 0.25,
     incident_flux: float = DEFAULT_INCIDENT_FLUX,
@@ -151,8 +148,7 @@ def reconstructed_noise_hu(
     """FBP image (B, 1, H, W), in HU, of the noise that lowering the dose to ``dose_fraction`` adds.
 
     ``incident_flux`` and ``electronic_noise_var`` are per real channel per view; they are pooled over the real
-    readings each simulated ray stands for. ``pixel_spacing_mm`` is kept for the old signature: the
-    projector already works in mm.
+    readings each simulated ray stands for. The projector works in mm, so no pixel spacing is needed.
     """
     pooled = photons_per_simulated_ray(projector.num_views, projector.bin_width_mm)
     bowtie = bowtie_transmission(projector.detector_positions_mm(line_integrals.device))
@@ -210,7 +206,6 @@ def simulate_low_dose_hu(
     noise = reconstructed_noise_hu(
         line_integrals.repeat_interleave(realisations, dim=0),
         projector,
-        pixel_spacing_mm,
         generator,
         dose_fraction,
         incident_flux,
