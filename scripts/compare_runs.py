@@ -6,7 +6,8 @@ training steps; the bundle logs validation once per epoch, so steps are epochs t
 run records that parameter, and epochs otherwise. Runs with a single value (e.g. classical denoisers scored by
 `scripts/benchmark_quality.py`) appear as horizontal reference lines.
 
-    python scripts/compare_runs.py --tracking-uri sqlite:///bundle/eval/mlruns.db --experiment ldct_effnetv2_wgangp
+    python scripts/compare_runs.py   # the bundle's store bundle/eval/mlruns.db, experiment ldct_effnetv2_wgangp;
+                                     # table and PNG into bundle/eval/
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from custom.conventions import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+from custom.conventions import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, EVAL_DIR
 from custom.evaluation.run_comparison import DEFAULT_CURVES, run
 
 
@@ -26,7 +27,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"experiment name (default {DEFAULT_EXPERIMENT})")
     parser.add_argument("--metrics", nargs="+", help="table columns (default: every metric not starting with train_)")
     parser.add_argument("--curves", nargs="+", default=list(DEFAULT_CURVES), help="metrics to plot over training steps")
-    parser.add_argument("--plot", type=Path, default=Path("compare_runs.png"), help="PNG to write (default ./compare_runs.png)")
+    parser.add_argument("--plot", type=Path, default=EVAL_DIR / "compare_runs.png", help="PNG to write (default bundle/eval/)")
+    parser.add_argument("--table", type=Path, default=EVAL_DIR / "compare_runs.md", help="table to write (default bundle/eval/)")
     parser.add_argument("--json", type=Path, help="also write the table's content as JSON here")
     return parser.parse_args(argv)
 

@@ -2,8 +2,7 @@
 
     python scripts/export_onnx.py --ckpt_file bundle/models/model.pt --output bundle/models/model.onnx
 
-The network is built from the bundle config's `network_def` (as `monai.bundle ckpt_export` does), loaded with the
-trained weights, traced with the TorchScript-based ONNX exporter, and saved with dynamic batch, height and width.
+The network is built from the model file's record (custom.networks.model_file) with its weights, traced with the TorchScript-based ONNX exporter, and saved with dynamic batch, height and width.
 Height and width must be multiples of 32 (the encoder's stride): the generator pads other sizes inside Python,
 which a trace cannot keep, so an ONNX user pads (replicate) to a multiple of 32 and crops back. The input is HU
 mapped from [hu_min, hu_max] to [0, 1] and clipped, the output is on the same scale; both facts are stored in the
@@ -20,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from custom.deploy.onnx_export import DEFAULT_CKPT, DEFAULT_CONFIG, DEFAULT_OUTPUT, export_and_check
+from custom.deploy.onnx_export import DEFAULT_CKPT, DEFAULT_OUTPUT, export_and_check
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -37,14 +36,18 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", type=Path, default=DEFAULT_CONFIG, help="bundle config with network_def")
-    parser.add_argument("--ckpt_file", type=Path, default=DEFAULT_CKPT, help="generator state_dict (model.pt)")
+    parser.add_argument(
+        "--ckpt_file",
+        type=Path,
+        default=DEFAULT_CKPT,
+        help="model file (default: the shipped model); its record builds the network",
+    )
     parser.add_argument(
         "--random_init",
         action="store_true",
         help="skip --ckpt_file and export the initialised network, which is the identity: for latency only",
     )
-    parser.add_argument("--backbone", help="override the config's backbone (must match the checkpoint)")
+    parser.add_argument("--backbone", help="backbone of a bare state_dict without record, or of --random_init")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--opset", type=int, default=18)
     parser.add_argument(

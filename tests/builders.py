@@ -13,6 +13,7 @@ from pydicom.uid import generate_uid
 
 from custom.conventions import INFERENCE_CONFIG, META_FILE
 from custom.networks.generator import EfficientNetV2Denoiser
+from custom.networks.model_file import WEIGHTS_KEY, save_model_file
 
 TINY_BACKBONE = "tf_efficientnetv2_b0"
 CT_SMALL = Path(pydicom.data.get_testdata_file("CT_small.dcm"))
@@ -63,16 +64,16 @@ def perturbed_tiny_generator(seed: int = 0) -> EfficientNetV2Denoiser:
 
 def export_torchscript_bundle(network: torch.nn.Module, folder: Path) -> Path:
     """Save `network` as model.pt and export it with `ckpt_export` and the bundle's inference config."""
-    ckpt_file = folder / "model.pt"
-    torch.save(network.state_dict(), ckpt_file)
+    ckpt_file = save_model_file(folder / "model.pt", network)
     ts_file = folder / "model.ts"
     ckpt_export(
         net_id="network_def",
         filepath=str(ts_file),
         ckpt_file=str(ckpt_file),
+        key_in_ckpt=WEIGHTS_KEY,
         meta_file=str(META_FILE),
         config_file=str(INFERENCE_CONFIG),
-        **{"network_def#backbone": TINY_BACKBONE},
+        model_path=str(ckpt_file),
     )
     return ts_file
 

@@ -2,8 +2,7 @@
 
     python scripts/export_onnx.py --ckpt_file bundle/models/model.pt --output bundle/models/model.onnx
 
-The network is built from the bundle config's `network_def` (as `monai.bundle ckpt_export` does), loaded with the
-trained weights, traced with the TorchScript-based ONNX exporter, and saved with dynamic batch, height and width.
+The network is built from the model file's record (custom.networks.model_file) with its weights, traced with the TorchScript-based ONNX exporter, and saved with dynamic batch, height and width.
 Height and width must be multiples of 32 (the encoder's stride): the generator pads other sizes inside Python,
 which a trace cannot keep, so an ONNX user pads (replicate) to a multiple of 32 and crops back. The input is HU
 mapped from [hu_min, hu_max] to [0, 1] and clipped, the output is on the same scale; both facts are stored in the
@@ -25,37 +24,32 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
-from monai.bundle import ConfigParser
 from torch import nn
 from tqdm import tqdm
 
-from custom.conventions import INFERENCE_CONFIG, MODEL_FILE
+from custom.conventions import MODEL_HU_WINDOW, MODELS_DIR, SHIPPED_MODEL_FILE
 from custom.io.atomic_output import atomic_output
+from custom.networks.generator import EfficientNetV2Denoiser
+from custom.networks.model_file import build_generator as model_file_generator
+from custom.networks.model_file import load_weights, read_model_file
 
-DEFAULT_CONFIG = INFERENCE_CONFIG
-DEFAULT_CKPT = MODEL_FILE
-DEFAULT_OUTPUT = MODEL_FILE.with_suffix(".onnx")
+DEFAULT_CKPT = SHIPPED_MODEL_FILE
+DEFAULT_OUTPUT = MODELS_DIR / "model.onnx"
+DEFAULT_BACKBONE = "efficientnetv2_m"
 INPUT_NAME, OUTPUT_NAME = "image", "pred"
 DYNAMIC_AXES = {name: {0: "batch", 2: "height", 3: "width"} for name in (INPUT_NAME, OUTPUT_NAME)}
 TRACE_SHAPE = (2, 1, 64, 64)
 
 
-def build_generator(config_file: Path, ckpt_file: Path | None, overrides: dict) -> tuple[nn.Module, ConfigParser]:
-    """`network_def` of the bundle config in eval mode, with the weights of `ckpt_file` (None: as initialised)."""
-    parser = ConfigParser()
-    parser.read_config(config_file)
-    parser.update(overrides)
-    network = parser.get_parsed_content("network_def").eval()
-    if ckpt_file is not None:
-        try:
-            state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
-            network.load_state_dict(state)
-        except (OSError, RuntimeError) as error:
-            raise RuntimeError(
-                f"cannot load the generator weights '{ckpt_file}' into network_def of '{config_file}' "
-                f"(is --backbone the one it was trained with?): {error}"
-            ) from error
-    return network, parser
+def build_generator(ckpt_file: Path | None, backbone: str | None) -> tuple[nn.Module, tuple[float, float]]:
+    """The generator of `ckpt_file` (built from its record) in eval mode, and the HU window of its inputs.
+
+    None gives the initialised network (`backbone`, the identity) with the bundle's HU window.
+    """
+    if ckpt_file is None:
+        return EfficientNetV2Denoiser(backbone or DEFAULT_BACKBONE, pretrained=False).eval(), MODEL_HU_WINDOW
+    model = read_model_file(ckpt_file)
+    return load_weights(model_file_generator(model, backbone=backbone), model).eval(), model.hu_window
 
 
 def export_onnx(network: nn.Module, output: Path, opset: int, metadata: dict[str, str]) -> None:
@@ -108,25 +102,23 @@ def compare_with_eager(
 
 
 def export_and_check(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the generator from the bundle config, export it, and compare ONNX Runtime with eager PyTorch."""
+    """Build the generator from its model file, export it, and compare ONNX Runtime with eager PyTorch."""
 
     benchmark_shape = (1, 1, args.benchmark_size, args.benchmark_size) if args.benchmark_size else None
     shapes = [*args.check_shapes, *([benchmark_shape] if benchmark_shape else [])]
-    overrides = {"network_def#backbone": args.backbone} if args.backbone else {}
-    network, config = build_generator(args.config_file, None if args.random_init else args.ckpt_file, overrides)
+    network, (hu_min, hu_max) = build_generator(None if args.random_init else args.ckpt_file, args.backbone)
     # a plain int attribute of the generator; mypy sees nn.Module.__getattr__, typed Tensor | Module
     size_multiple = int(cast(int, network.size_multiple))
     bad = [shape for shape in shapes if shape[2] % size_multiple or shape[3] % size_multiple]
     if bad:
         raise ValueError(f"height and width must be multiples of {size_multiple} for the ONNX model, got {bad}")
 
-    hu_min, hu_max = (config.get_parsed_content(key) for key in ("hu_min", "hu_max"))
     metadata = {
         "size_multiple": str(size_multiple),
         "input": f"{INPUT_NAME}: (batch, 1, height, width) float32, HU clipped to [{hu_min}, {hu_max}] -> [0, 1]",
         "output": f"{OUTPUT_NAME}: same shape and scale; HU = {hu_min} + {OUTPUT_NAME} * ({hu_max} - ({hu_min}))",
         "padding": f"pad height and width to multiples of {size_multiple} (replicate) and crop the output back",
-        "backbone": str(config.get_parsed_content("network_def#backbone")),
+        "backbone": str(cast(dict, network.settings)["backbone"]),
     }
     export_onnx(network, args.output, args.opset, metadata)
     session = onnxruntime.InferenceSession(str(args.output), providers=["CPUExecutionProvider"])

@@ -125,6 +125,12 @@ class WGANGPTrainer(Trainer):
     def run(self) -> None:  # type: ignore[override]
         """Train; raise NonFiniteLossError after a clean stop (handlers completed, last good weights kept) on NaN/Inf,
         so that `python -m monai.bundle run training` exits non-zero."""
+        total = self.state.max_epochs * (self.state.epoch_length or len(self.data_loader))  # type: ignore[arg-type]
+        if self.n_critic and self.adversarial_warmup >= total > self.state.iteration:
+            raise ValueError(
+                f"adversarial_warmup ({self.adversarial_warmup} iterations) is not shorter than the run ({total} "
+                "iterations): the critic would never train; shorten the warm-up or pass --lambda_adv 0 --n_critic 0"
+            )
         device_type = torch.device(self.state.device).type
         scaling = self.amp and device_type == "cuda"
         self.g_scaler = torch.amp.GradScaler(device_type, enabled=scaling)

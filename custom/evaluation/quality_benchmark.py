@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import math
 import sys
@@ -89,6 +90,7 @@ from custom.conventions import (
     TRAIN_CONFIG,
 )
 from custom.data.datalist import load_paired_datalist
+from custom.data.series_dose import SERIES_DOSE_FRACTIONS
 from custom.data.simulated_pairs import is_image_file, simulate_dataset
 from custom.evaluation import run_comparison as compare_runs
 from custom.evaluation.no_reference import MEAN_SHIFT_TARGET_HU, summarise_series
@@ -96,6 +98,7 @@ from custom.evaluation.noise_measurement import CTVolume
 from custom.io.atomic_output import write_text_atomically
 from custom.io.ct_series_loader import relative_name
 from custom.io.dicom_series import candidate_files
+from custom.networks.model_file import load_weights, read_model_file
 from custom.simulation.low_dose import DEFAULT_ELECTRONIC_NOISE_VAR, DEFAULT_INCIDENT_FLUX, SimulateLowDose
 
 DEFAULT_DATA_DIR = SHARED_CT_DIR
@@ -107,19 +110,6 @@ SERIES_SPLITS = {
     "test": ("totalsegmentator_abdomen_siemens",),
 }
 QUARTER_DOSE = 0.25
-# Dose fractions that give every series the noise of real Mayo quarter dose: about 26 HU inserted local noise (10th
-# percentile of the 15x15 local std in soft tissue; L067's calibrated quarter dose inserts 25.4 HU). The simulation
-# has a fixed flux and no exposure control, so at one quarter the large TotalSegmentator abdomen (water-equivalent
-# diameter 341 mm against L067's 282 mm) gets 57 HU, the GE liver 35 HU and the small heads 8-12 HU. Measured on 3
-# slices per series at the calibrated defaults: TotalSegmentator 26 HU at 0.6, GE liver 26 HU at 0.375, GE head
-# 16-35 HU (mean 27) at 0.04. Inserted noise variance goes as (1 - d) / d. A real scanner's exposure control does
-# the same for its patients; here a denoiser trained on one noise level would otherwise be scored on another.
-SERIES_DOSE_FRACTIONS = {
-    "totalsegmentator_abdomen_siemens": 0.6,
-    "dcmqi_ct3slice_GE_liver": 0.375,
-    "dcm_qa_ct_GE_head": 0.04,
-    "dcm_qa_ct_Philips_headphantom": 0.04,
-}
 
 # train.json overrides that turn the shipped recipe into each learned method
 LEARNED_METHODS: dict[str, dict[str, Any]] = {
@@ -450,6 +440,7 @@ class Budget:
 
     def overrides(self) -> dict[str, Any]:
         values: dict[str, Any] = {
+            "from_scratch": True,  # every method trains from its initialisation, not from the shipped model
             "backbone": self.backbone,
             "batch_size": self.batch_size,
             "patch_size": self.patch_size,
@@ -524,8 +515,7 @@ def train_and_score(
     network = workflow.parser.get_parsed_content("network")
     inferer = workflow.parser.get_parsed_content("validate#inferer")
     device = workflow.parser.get_parsed_content("device")
-    best = bundle_root / "models" / "model.pt"
-    network.load_state_dict(torch.load(best, map_location=device, weights_only=True))
+    load_weights(network, read_model_file(bundle_root / "models" / "model.pt"))
     network.eval()
     start = time.perf_counter()
 
@@ -785,6 +775,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.device,
     )
     methods = [m for m in ALL_METHODS if m in args.methods or m == REFERENCE_METHOD]
+    if "bm3d" in methods and importlib.util.find_spec("bm3d") is None:
+        raise SystemExit(
+            "bm3d is not installed (non-commercial licence, so not a runtime requirement): pip install -e '.[benchmark]', "
+            "or leave it out with --methods"
+        )
     real = [select_real_slices(volume, args.real_low_dose_slices, scoring) for volume in args.real_low_dose]
 
     runs_by_method: dict[str, list[dict[str, Any]]] = {}

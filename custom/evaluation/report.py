@@ -23,6 +23,7 @@ from monai.utils import ImageMetaKey
 
 from custom.conventions import IMAGE_KEY, LABEL_KEY, PRED_KEY, PRIMARY_WINDOW
 from custom.data.datalist import format_family
+from custom.evaluation.windowed_metrics import slice_scores
 from custom.io.atomic_output import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,15 @@ class DenoisingFigureSaver:
         figure.colorbar(shown, ax=axes[3], shrink=0.8)
         for axis in axes:
             axis.set_axis_off()
-        figure.suptitle(name)
+        scores = {
+            label: slice_scores(torch.from_numpy(image), torch.from_numpy(full), PRIMARY_WINDOW)
+            for label, image in (("low dose", low), ("denoised", denoised))
+        }
+        figure.suptitle(
+            f"{name}: PSNR / SSIM against full dose in [{PRIMARY_WINDOW.low:g}, {PRIMARY_WINDOW.high:g}] HU (range "
+            f"{PRIMARY_WINDOW.data_range:g}): "
+            + ", ".join(f"{label} {psnr:.2f} dB / {ssim:.3f}" for label, (psnr, ssim) in scores.items())
+        )
         target = self.output_dir / f"{name}.png"
         with atomic_output(target) as temporary:
             figure.savefig(temporary, format="png", dpi=80)

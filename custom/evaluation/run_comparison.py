@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import matplotlib
 
@@ -123,21 +124,43 @@ def plot_curves(client: MlflowClient, runs: Sequence[Run], metrics: Sequence[str
     return drawn
 
 
+def store_path(tracking_uri: str) -> Path | None:
+    """The local file or folder behind a `sqlite:///` or `file:` URI or a plain path; None for a tracking server."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///") :])
+    if tracking_uri.startswith("file:"):
+        return Path(urlparse(tracking_uri).path)
+    return None if "://" in tracking_uri else Path(tracking_uri)
+
+
+def check_store(tracking_uri: str) -> None:
+    """Refuse a local store that does not exist: MLflow would silently create an empty one there."""
+    path = store_path(tracking_uri)
+    if path is not None and not path.exists():
+        raise SystemExit(
+            f"no MLflow store at {path} ({tracking_uri}): train with --tracking mlflow first, or pass --tracking-uri"
+        )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    check_store(args.tracking_uri)
     client = MlflowClient(tracking_uri=args.tracking_uri)
     runs = load_runs(client, args.experiment)
     if not runs:
         raise SystemExit(f"experiment '{args.experiment}' in {args.tracking_uri} has no runs")
     params = differing_params(runs)
     metrics = table_metrics(runs, args.metrics)
-    print(runs_table(runs, params, metrics))
+    table = runs_table(runs, params, metrics)
+    print(table)
+    write_text_atomically(args.table, table + "\n")
     curves = plot_curves(client, runs, args.curves, args.plot)
-    print(f"wrote {args.plot} ({curves} curves)", file=sys.stderr)
+    print(f"wrote {args.table} and {args.plot} ({curves} curves)", file=sys.stderr)
     summary = {
         "tracking_uri": args.tracking_uri,
         "experiment": args.experiment,
         "differing_params": params,
         "plot": str(args.plot),
+        "table": str(args.table),
         "curves": curves,
         "runs": [
             {

@@ -57,6 +57,7 @@ from tqdm import tqdm
 from custom.conventions import MODEL_HU_WINDOW, TRAIN_CONFIG
 from custom.io.atomic_output import write_text_atomically
 from custom.networks.generator import EfficientNetV2Denoiser
+from custom.networks.model_file import load_weights, read_model_file
 from custom.networks.red_cnn import REDCNN
 
 MODELS: dict[str, Callable[[], nn.Module]] = {
@@ -200,7 +201,7 @@ def build_model(name: str, settings: Settings) -> nn.Module:
     model = MODELS[name]()
     weights = dict(settings.weights).get(name)
     if weights:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        load_weights(model, read_model_file(weights))
     elif isinstance(model, EfficientNetV2Denoiser):
         model.noise_head.reset_parameters()  # a zero head makes every variant output its input exactly
     return model.eval().to(settings.device)

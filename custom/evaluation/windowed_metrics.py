@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from monai.handlers import IgniteMetricHandler, PeakSignalToNoiseRatio, RootMeanSquaredError, from_engine
-from monai.metrics import SSIMMetric
+from monai.metrics import PSNRMetric, SSIMMetric
 from monai.transforms import CopyItemsd, MapTransform, ScaleIntensityRanged
 
-from custom.conventions import EVALUATION_WINDOWS, HEADLINE_METRIC, IMAGE_KEY, LABEL_KEY, PRED_KEY
+from custom.conventions import EVALUATION_WINDOWS, HEADLINE_METRIC, IMAGE_KEY, LABEL_KEY, PRED_KEY, EvaluationWindow
 
 SCORED_KEYS = (PRED_KEY, LABEL_KEY, IMAGE_KEY)
 # metric name prefix -> the key scored against the label: the prediction, and the low-dose input as the baseline
@@ -56,3 +57,13 @@ def additional_metrics() -> dict[str, IgniteMetricHandler]:
     metrics = windowed_metrics()
     del metrics[HEADLINE_METRIC]
     return metrics
+
+
+def slice_scores(image_hu: torch.Tensor, reference_hu: torch.Tensor, window: EvaluationWindow) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of one 2D HU slice against its reference, both clipped to `window` (range = its width)."""
+    clipped = [
+        torch.as_tensor(x).float().clamp(window.low, window.high).reshape(1, 1, *x.shape[-2:]) for x in (image_hu, reference_hu)
+    ]
+    psnr = PSNRMetric(max_val=window.data_range)(*clipped)
+    ssim = SSIMMetric(spatial_dims=2, data_range=window.data_range)(*clipped)
+    return float(torch.as_tensor(psnr).mean()), float(torch.as_tensor(ssim).mean())

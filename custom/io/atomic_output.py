@@ -17,7 +17,8 @@ def atomic_output(target: Path) -> Iterator[Path]:
     """Yield a temporary path in `target`'s folder and move it onto `target` only once writing succeeded.
 
     The temporary name is hidden and ends with `target`'s name, so format-by-extension writers (nibabel) still work
-    and folder scans skip it; readers of `target` never see a half-written file.
+    and folder scans skip it; readers of `target` never see a half-written file. The data are fsynced before the
+    rename and the folder after it, so a crash leaves the old file or the new one, never an empty one.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f"-{target.name}")
@@ -25,10 +26,21 @@ def atomic_output(target: Path) -> Iterator[Path]:
     try:
         yield Path(temporary)
         os.chmod(temporary, OUTPUT_FILE_MODE)
+        flush_to_disk(Path(temporary))
         os.replace(temporary, target)
+        flush_to_disk(target.parent)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def flush_to_disk(path: Path) -> None:
+    """fsync a file or folder, so that a rename is not committed before the data it names (power loss, kill -9)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_text_atomically(target: Path, text: str) -> None:

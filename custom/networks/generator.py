@@ -86,6 +86,15 @@ class EfficientNetV2Denoiser(nn.Module):
         noise_mean_sigma: float | None = DEFAULT_NOISE_MEAN_SIGMA,
     ) -> None:
         super().__init__()
+        # what a saved model must record to be rebuilt (custom.networks.model_file)
+        self.settings = dict(
+            backbone=backbone,
+            in_channels=in_channels,
+            decoder_channels=list(decoder_channels),
+            stem_channels=stem_channels,
+            squeeze_excite_window=squeeze_excite_window,
+            noise_mean_sigma=noise_mean_sigma,
+        )
         if len(decoder_channels) != 5:
             raise ValueError(f"decoder_channels needs 5 entries (strides 16, 8, 4, 2, 1), got {list(decoder_channels)}")
         self.encoder = create_timm_model(

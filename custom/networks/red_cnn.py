@@ -27,6 +27,8 @@ class REDCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, channels: int = 96, kernel_size: int = 5) -> None:
         super().__init__()
+        # what a saved model records to be rebuilt (custom.networks.model_file)
+        self.settings = dict(in_channels=in_channels, channels=channels, kernel_size=kernel_size)
         encoder_in = [in_channels] + [channels] * (NUM_ENCODER_LAYERS - 1)
         decoder_out = [channels] * (NUM_ENCODER_LAYERS - 1) + [in_channels]
         self.encoder = nn.ModuleList(nn.Conv2d(c_in, channels, kernel_size) for c_in in encoder_in)

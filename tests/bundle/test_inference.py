@@ -27,6 +27,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from custom.io.dicom_series import load_ct_series
 from custom.io.dicom_series_writer import DENOISED_LABEL, stored_value_range
 from custom.networks.generator import EfficientNetV2Denoiser
+from custom.networks.model_file import save_model_file
 
 BACKBONE = "tf_efficientnetv2_b0"
 HU_MIN, HU_MAX = -1024, 3072
@@ -45,11 +46,14 @@ def bundle_files(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def save_generator(path: Path, noise: float = 0.0) -> Path:
-    """A random tiny generator; `noise` sets its (otherwise zero) noise estimate to a constant."""
-    generator = EfficientNetV2Denoiser(backbone=BACKBONE)
+    """A random tiny generator; `noise` sets its (otherwise zero) noise estimate to a constant.
+
+    A constant noise estimate would be taken out again by the generator's local-mean removal, so a shifting
+    generator is built (and recorded in its model file) without it.
+    """
+    generator = EfficientNetV2Denoiser(backbone=BACKBONE, noise_mean_sigma=None if noise else 16.0)
     torch.nn.init.constant_(generator.noise_head.bias, noise)
-    torch.save(generator.state_dict(), path)
-    return path
+    return save_model_file(path, generator)
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +184,7 @@ def test_voxels_outside_the_window_keep_the_input_hu(bundle_files: dict[str, Pat
         stored[60:64, 60:64] = 4500  # 3476 HU: metal
         dataset.PixelData = stored.tobytes()
         dataset.save_as(file, enforce_file_format=True)
-    # the shift is constant, so the generator's local-mean removal would take it out: switched off to see it
-    overrides = {"amp": True, "network_def#noise_mean_sigma": "$None"}
-    run_in_process(bundle_files, shifting_model, tmp_path / "in", tmp_path / "out", **overrides)
+    run_in_process(bundle_files, shifting_model, tmp_path / "in", tmp_path / "out", amp=True)
     series = load_ct_series([tmp_path / "in"])
     outputs = read_output_series(tmp_path / "out" / "in" / "dicom")
     for output, expected in zip(outputs, series.read_hu(), strict=True):

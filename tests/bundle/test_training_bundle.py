@@ -11,10 +11,12 @@ import mlflow
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
+from custom.conventions import SHIPPED_MODEL_FILE
 from custom.data.default_dataset import build_default_datalist
 from custom.networks.generator import EfficientNetV2Denoiser
+from custom.networks.model_file import build_generator, load_weights, read_model_file
 
 TINY = {
     "backbone": "tf_efficientnetv2_b0",
@@ -71,8 +73,9 @@ def test_smoke_training_writes_model_and_mlflow_metrics(repo_root: Path, tmp_pat
     command.insert(command.index("--meta_file"), "mlflow")
     run_checked(command, cwd=repo_root)
 
-    state_dict = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
-    EfficientNetV2Denoiser(TINY["backbone"]).load_state_dict(state_dict)  # a plain generator state_dict
+    model = read_model_file(tmp_path / "models" / "model.pt")  # the EMA generator with its network record
+    assert model.settings["backbone"] == TINY["backbone"]
+    load_weights(build_generator(model), model)
     assert (tmp_path / "models" / "checkpoints" / "checkpoint_final.pt").is_file()
     assert (tmp_path / "data" / "default").is_dir()  # the embedded default dataset was built and cached
 
@@ -204,8 +207,8 @@ def test_multi_gpu_config_runs_ddp_with_gloo_on_two_cpu_processes(repo_root: Pat
         *bundle_command(repo_root, "train.json", "multi_gpu_train.json", overrides=overrides),
     ]
     result = run_checked(command, cwd=repo_root)
-    state_dict = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
-    EfficientNetV2Denoiser(TINY["backbone"]).load_state_dict(state_dict)  # saved unwrapped from DDP
+    model = read_model_file(tmp_path / "models" / "model.pt")  # saved unwrapped from DDP
+    load_weights(EfficientNetV2Denoiser(TINY["backbone"]), model)
     assert (tmp_path / "models" / "checkpoints" / "checkpoint_final.pt").is_file()
     assert "Got new best metric of psnr_w400" in result.stdout + result.stderr
 
@@ -237,6 +240,11 @@ def test_config_exposes_the_documented_override_ids(repo_root: Path) -> None:
     assert [name for name in documented if name not in config] == []
     assert config["lambda_gp"] == 10.0 and config["lambda_l1"] == 1.0 and config["lambda_perceptual"] == 0.1
     assert config["learning_rate"] == 1e-05 and config["batch_size"] == 128 and config["patch_size"] == 64
-    assert config["backbone"] == "efficientnetv2_m" and config["pretrained"] is False
+    assert config["from_scratch"] is False and config["pretrained"] is False
+    parser = ConfigParser(config)
+    parser["bundle_root"] = str(repo_root / "bundle")
+    assert parser.get_parsed_content("backbone") == read_model_file(SHIPPED_MODEL_FILE).settings["backbone"]
+    parser["from_scratch"] = True
+    assert parser.get_parsed_content("backbone") == "efficientnetv2_m"  # the paper's, when not starting from the file
     for run_id in ("initialize", "run", "training", "finalize"):
         assert run_id in config

@@ -89,13 +89,18 @@ def test_onnx_export_refuses_sizes_the_trace_cannot_handle(script: ScriptLoader,
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_onnx_export_names_a_checkpoint_that_does_not_fit(script: ScriptLoader, tmp_path: Path) -> None:
+def test_onnx_export_names_a_checkpoint_that_does_not_fit(
+    script: ScriptLoader, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt_file = tmp_path / "other.pt"
     torch.save({"unrelated.weight": torch.zeros(1)}, ckpt_file)
-    with pytest.raises(RuntimeError, match="other.pt"):
+    with pytest.raises(SystemExit) as exit_info:
         script("export_onnx").main(
             ["--ckpt_file", str(ckpt_file), "--backbone", TINY_BACKBONE, "--output", str(tmp_path / "m.onnx")]
         )
+    assert exit_info.value.code == 2
+    assert "other.pt does not fit" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_parse_shape(script: ScriptLoader) -> None:

@@ -181,6 +181,13 @@ def test_adversarial_warmup_trains_the_generator_alone_first() -> None:
         make_trainer(3, random_batches(1), adversarial_warmup=-1)
 
 
+def test_a_warmup_as_long_as_the_run_is_refused_before_training() -> None:
+    trainer = make_trainer(3, random_batches(2), adversarial_warmup=2)
+    with pytest.raises(ValueError, match="not shorter than the run"):
+        trainer.run()
+    assert trainer.state.iteration == 0
+
+
 def test_adversarial_loss_without_critic_steps_is_refused() -> None:
     with pytest.raises(ValueError, match="n_critic >= 1"):
         make_trainer(0, random_batches(1))

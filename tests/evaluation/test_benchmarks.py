@@ -121,7 +121,16 @@ def test_every_quality_run_is_in_one_mlflow_experiment(script: ScriptLoader, qua
     assert not list(Path.cwd().glob("mlruns"))  # artifacts stay under the output folder
 
     summary = script("compare_runs").main(
-        ["--tracking-uri", result["tracking_uri"], "--experiment", experiment.name, "--plot", str(output_dir / "curves.png")]
+        [
+            "--tracking-uri",
+            result["tracking_uri"],
+            "--experiment",
+            experiment.name,
+            "--plot",
+            str(output_dir / "curves.png"),
+            "--table",
+            str(output_dir / "runs.md"),
+        ]
     )
     assert "method" in summary["differing_params"]
     assert (output_dir / "curves.png").read_bytes().startswith(PNG_MAGIC)
@@ -185,7 +194,8 @@ def test_compare_runs_table_and_plot(script: ScriptLoader, tmp_path: Path, capsy
     make_store(uri)
     plot = tmp_path / "plots" / "curves.png"
     summary = script("compare_runs").main(
-        ["--tracking-uri", uri, "--experiment", "compare", "--plot", str(plot), "--json", str(tmp_path / "summary.json")]
+        ["--tracking-uri", uri, "--experiment", "compare", "--plot", str(plot), "--table", str(tmp_path / "runs.md")]
+        + ["--json", str(tmp_path / "summary.json")]
     )
     table = capsys.readouterr().out
     assert summary["differing_params"] == ["epoch_length", "lambda_adv"]  # backbone is the same everywhere
@@ -204,13 +214,32 @@ def test_compare_runs_table_and_plot(script: ScriptLoader, tmp_path: Path, capsy
     )
     assert run_comparison.metric_curve(client, wgan, "psnr_w400") == [(10, 28.0), (20, 29.0), (30, 30.0)]
     assert json.loads((tmp_path / "summary.json").read_text())["runs"][0]["run"] == "wgan"
+    assert (tmp_path / "runs.md").read_text().strip() == table.strip()
+
+
+def test_compare_runs_refuses_a_store_that_does_not_exist(script: ScriptLoader, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    with pytest.raises(SystemExit, match="no MLflow store at .*typo.db"):
+        script("compare_runs").main(["--tracking-uri", f"sqlite:///{missing}", "--plot", str(tmp_path / "x.png")])
+    assert not missing.exists() and not list(tmp_path.iterdir())
 
 
 def test_compare_runs_names_a_missing_experiment(script: ScriptLoader, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     make_store(uri)
     with pytest.raises(SystemExit, match="no experiment 'absent'.*compare"):
-        script("compare_runs").main(["--tracking-uri", uri, "--experiment", "absent", "--plot", str(tmp_path / "x.png")])
+        script("compare_runs").main(
+            [
+                "--tracking-uri",
+                uri,
+                "--experiment",
+                "absent",
+                "--plot",
+                str(tmp_path / "x.png"),
+                "--table",
+                str(tmp_path / "t.md"),
+            ]
+        )
 
 
 def test_default_data_is_simulated_once_and_split_by_series(tmp_path: Path) -> None:

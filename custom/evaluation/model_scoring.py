@@ -1,0 +1,109 @@
+"""Score one saved model as a user would run it: paired slices with a reference, and real low-dose series without.
+
+With a reference (a paired datalist split): PSNR and SSIM in every evaluation window of the model's output and of
+the low-dose input, for whole-slice inference (the default everywhere) and, to check that whole slices lose
+nothing, for Gaussian-blended tiles; and the soft-tissue mean shift of the output against the input.
+Without a reference (a real low-dose series such as Mayo L109 quarter dose): the no-reference measures of
+`custom.evaluation.no_reference` (noise reduction, mean shift, edge widening) of whole-slice outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import LoadImage
+from torch import nn
+from tqdm import tqdm
+
+from custom.conventions import EVALUATION_WINDOWS
+from custom.data.datalist import load_paired_datalist
+from custom.evaluation.no_reference import summarise_series
+from custom.evaluation.noise_measurement import read_series
+from custom.evaluation.windowed_metrics import slice_scores
+from custom.networks.model_file import build_generator, load_weights, read_model_file
+from custom.simulation.noise_texture import soft_tissue_mask
+
+TILE_OVERLAP = 0.25
+Denoiser = Callable[[np.ndarray], np.ndarray]
+
+
+def load_denoisers(model_path: Path, tile_sizes: Sequence[int]) -> dict[str, Denoiser]:
+    """HU -> HU functions of the saved model: "whole" slice, and "tiled_<size>" for each tile size."""
+    model = read_model_file(model_path)
+    network: nn.Module = load_weights(build_generator(model), model).eval()
+    low, high = model.hu_window
+
+    def run(hu: np.ndarray, inferer: SlidingWindowInferer | None) -> np.ndarray:
+        image = torch.from_numpy(np.clip((np.asarray(hu, np.float32) - low) / (high - low), 0.0, 1.0))[None, None]
+        with torch.no_grad():
+            output = network(image) if inferer is None else inferer(image, network)
+        denoised = np.asarray(output)[0, 0] * (high - low) + low
+        outside = (hu < low) | (hu > high)  # as inference.json does: HU outside the model's window pass through
+        return np.where(outside, hu, denoised).astype(np.float32)
+
+    def denoiser(inferer: SlidingWindowInferer | None) -> Denoiser:
+        return lambda hu: run(hu, inferer)
+
+    denoisers = {"whole": denoiser(None)}
+    for size in tile_sizes:
+        denoisers[f"tiled_{size}"] = denoiser(
+            SlidingWindowInferer((size, size), sw_batch_size=16, overlap=TILE_OVERLAP, mode="gaussian")
+        )
+    return denoisers
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def score_pairs(denoisers: dict[str, Denoiser], datalist: Path, split: str, max_slices: int | None) -> dict[str, Any]:
+    """Metrics of every denoiser and of the low-dose input on `max_slices` evenly spaced pairs of `split`."""
+    entries = load_paired_datalist(datalist, split)
+    if max_slices and len(entries) > max_slices:
+        entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max_slices).round().astype(int)]
+    load = LoadImage(image_only=True)
+    values: dict[str, dict[str, list[float]]] = {name: {} for name in ("low_dose", *denoisers)}
+    seconds = dict.fromkeys(denoisers, 0.0)
+    for entry in tqdm(entries, desc=f"scoring {split} pairs", unit="slice"):
+        low_dose, full_dose = (np.asarray(load(entry[key]), np.float32).squeeze() for key in ("image", "label"))
+        outputs = {"low_dose": low_dose}
+        for name, denoise in denoisers.items():
+            start = time.perf_counter()
+            outputs[name] = denoise(low_dose)
+            seconds[name] += time.perf_counter() - start
+        mask = soft_tissue_mask(full_dose)
+        for name, output in outputs.items():
+            for window in EVALUATION_WINDOWS:
+                psnr, ssim = slice_scores(torch.from_numpy(output), torch.from_numpy(full_dose), window)
+                values[name].setdefault(f"psnr_{window.name}", []).append(psnr)
+                values[name].setdefault(f"ssim_{window.name}", []).append(ssim)
+            if name != "low_dose" and mask.any():
+                values[name].setdefault("soft_tissue_shift_hu", []).append(float((output - low_dose)[mask].mean()))
+    report: dict[str, Any] = {
+        "datalist": str(datalist),
+        "split": split,
+        "slices": len(entries),
+        "windows": {window.name: window.label for window in EVALUATION_WINDOWS},
+    }
+    for name, metrics in values.items():
+        report[name] = {metric: mean_std(samples) for metric, samples in metrics.items()}
+        if name in seconds:
+            report[name]["seconds_per_slice"] = seconds[name] / len(entries)
+    return report
+
+
+def score_real_series(denoisers: dict[str, Denoiser], series: Path, slices: int) -> dict[str, Any]:
+    """No-reference measures of whole-slice outputs on `slices` evenly spaced slices of a real low-dose series."""
+    volume = read_series(series)
+    margin = min(8, len(volume.hu) // 4)
+    indices = np.unique(np.linspace(margin, len(volume.hu) - 1 - margin, slices).round().astype(int))
+    inputs = [volume.hu[index].astype(np.float32) for index in indices]
+    outputs = [denoisers["whole"](hu) for hu in tqdm(inputs, desc=f"denoising {series.name}", unit="slice")]
+    spacing = (volume.pixel_spacing_mm, volume.pixel_spacing_mm)
+    return {"series": str(series), "slices": [int(index) for index in indices], **summarise_series(inputs, outputs, spacing)}
