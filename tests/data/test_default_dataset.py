@@ -36,21 +36,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_the_embedded_sources_carry_their_licences() -> None:
     notice = (EMBEDDED_DATA_DIR / "NOTICE.md").read_text()
-    for name in (default_dataset.TRAINING_SERIES, default_dataset.TEST_SERIES):
-        assert name in notice and any((EMBEDDED_DATA_DIR / name).iterdir())
+    assert default_dataset.SOURCE_SERIES in notice and any((EMBEDDED_DATA_DIR / default_dataset.SOURCE_SERIES).iterdir())
     assert "Apache License" in (EMBEDDED_DATA_DIR / "LICENSE-Apache-2.0.txt").read_text()
     assert "mayo" not in " ".join(path.name.lower() for path in EMBEDDED_DATA_DIR.rglob("*"))
 
 
-def test_validation_is_kept_apart_from_training_and_test_is_another_patient(built) -> None:
+def test_the_splits_are_contiguous_blocks_with_a_gap_after_training(built) -> None:
     datalist_file, datalist = built
     assert datalist_file.name == default_dataset.DATALIST_NAME
-    slices = {split: {Path(entry["full_dose"]).name for entry in datalist[split]} for split in default_dataset.SPLITS}
-    assert len(slices["training"]) == default_dataset.TRAINING_SLICES and len(slices["validation"]) == 4
-    assert not slices["training"] & slices["validation"]
-    patients = {split: {entry["patient"] for entry in datalist[split]} for split in default_dataset.SPLITS}
-    assert patients["test"] == {default_dataset.TEST_SERIES} and len(datalist["test"]) == 3
-    assert patients["training"] == patients["validation"] == {default_dataset.TRAINING_SERIES}
+    slices = {
+        split: sorted({int(Path(entry["full_dose"]).name.split("_")[-3]) for entry in datalist[split]})
+        for split in default_dataset.SPLITS
+    }
+    assert slices == {"training": list(range(12)), "validation": [14, 15, 16], "test": [17, 18, 19]}
     assert len(datalist["training"]) == default_dataset.TRAINING_REALISATIONS * default_dataset.TRAINING_SLICES
     for entry in (entry for split in default_dataset.SPLITS for entry in datalist[split]):
         assert Path(entry["low_dose"]).is_absolute() and Path(entry["low_dose"]).is_file()
@@ -60,9 +58,9 @@ def test_validation_is_kept_apart_from_training_and_test_is_another_patient(buil
 def test_pairs_load_with_monai_as_channel_first_hu_and_realisations_differ(built) -> None:
     _, datalist = built
     load = Compose([LoadImaged(keys=["low_dose", "full_dose"]), EnsureChannelFirstd(keys=["low_dose", "full_dose"])])
-    test_pair = load(datalist["test"][0])  # GE liver: 512 x 512, 0.810547 mm pixels
+    test_pair = load(datalist["test"][0])  # Siemens abdomen: 512 x 512, 0.9765625 mm pixels
     assert test_pair["full_dose"].shape == test_pair["low_dose"].shape == (1, 512, 512)
-    np.testing.assert_allclose(test_pair["full_dose"].pixdim[:2], [0.810547, 0.810547], rtol=1e-5)
+    np.testing.assert_allclose(test_pair["full_dose"].pixdim[:2], [0.9765625, 0.9765625], rtol=1e-5)
     first, second = (load(entry)["low_dose"] for entry in datalist["training"][:2])
     assert not torch.equal(first, second)
 
