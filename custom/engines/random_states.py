@@ -7,7 +7,7 @@ generators have none. Put an instance into the checkpoint dict (train.json's `tr
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ class RandomStates:
     def state_dict(self) -> dict[str, Any]:
         # tensors, ints and strings only, so MONAI's CheckpointLoader (torch.load with weights_only=True) reads it back
         version, internal, gauss = random.getstate()
-        name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+        legacy_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
+        name, keys, position, has_gauss, cached_gaussian = legacy_state
         states: dict[str, Any] = {
             "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian],
