@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from custom.conventions import DATALIST_NAME, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
+from custom.conventions import DATALIST_NAME, EMBEDDED_DATA_DIR, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
 from custom.data.series_dose import SERIES_DOSE_FRACTIONS
 from custom.io.dicom_series import CTSeries, DicomSeriesError, find_ct_series
 from custom.simulation.low_dose import DEFAULT_INCIDENT_FLUX, DEFAULT_NUM_VIEWS, simulate_low_dose_hu
@@ -152,10 +152,19 @@ def publish(build_dir: Path, cache_dir: Path) -> None:
             raise
 
 
+def embedded_source_dir(cache_dir: Path) -> Path:
+    """The embedded series beside the cache (a bundle's own `data/embedded`), else those installed with the package.
+
+    Runs that point `bundle_root` at an output folder still build the default dataset from the project's data.
+    """
+    sibling = cache_dir.parent / EMBEDDED_DIR_NAME
+    return sibling if sibling.is_dir() else EMBEDDED_DATA_DIR
+
+
 def build_default_datalist(cache_dir: str, source_dir: str | None = None) -> str:
     """Path of the default datalist JSON in ``cache_dir``, building the dataset there first if needed.
 
-    ``source_dir`` holds the embedded series (default: ``embedded`` beside ``cache_dir``).
+    ``source_dir`` holds the embedded series (default: `embedded_source_dir`).
 
     Building happens in a hidden sibling folder that is renamed into place when done, so an interrupted build
     leaves no half-written cache and two processes starting at once both end with the same complete one.
@@ -166,7 +175,7 @@ def build_default_datalist(cache_dir: str, source_dir: str | None = None) -> str
         build_dir = Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}-building-"))
         os.chmod(build_dir, 0o755)  # mkdtemp's 0o700 would hide the published cache from other users
         try:
-            build_into(build_dir, cache, Path(source_dir) if source_dir else cache.parent / EMBEDDED_DIR_NAME)
+            build_into(build_dir, cache, Path(source_dir) if source_dir else embedded_source_dir(cache))
             publish(build_dir, cache)
         finally:
             shutil.rmtree(build_dir, ignore_errors=True)

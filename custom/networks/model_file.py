@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from custom.conventions import MODEL_HU_WINDOW
+from custom.conventions import BUNDLE_DIR, MODEL_HU_WINDOW, SHIPPED_MODEL_FILE
 from custom.errors import BundleInputError
 from custom.io.atomic_output import atomic_output
 from custom.networks.generator import EfficientNetV2Denoiser
@@ -115,6 +115,16 @@ class ModelFile:
     def setting(self, key: str, default: Any) -> Any:
         """One recorded setting, or `default` when the file does not record it."""
         return self.settings.get(key, default)
+
+
+def shipped_model_path(bundle_root: str | Path) -> str:
+    """The shipped model: the bundle's own copy under `bundle_root`, else the one installed with this package.
+
+    Runs that point `bundle_root` at an output folder (tests, benchmarks, `--bundle_root /scratch/run1`) still
+    start from the shipped weights.
+    """
+    bundled = Path(bundle_root) / SHIPPED_MODEL_FILE.relative_to(BUNDLE_DIR)
+    return str(bundled if bundled.is_file() else SHIPPED_MODEL_FILE)
 
 
 def read_model_file(path: str | Path) -> ModelFile:
