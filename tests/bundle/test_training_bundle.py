@@ -84,7 +84,9 @@ def test_smoke_training_writes_model_and_mlflow_metrics(repo_root: Path, tmp_pat
     (run,) = client.search_runs([experiment.experiment_id])
     for metric in ("psnr_w400", "ssim_w400", "rmse_w400", "psnr_w2000", "ssim_w2000", "ldct_psnr_w400"):
         assert metric in run.data.metrics, metric
-    assert 0 < run.data.metrics["ssim_w400"] <= 1
+    # 8 iterations of batch 2 on 32-pixel patches move the shipped model's batch-norm statistics far from its own
+    # (validation SSIM about -0.05 here, positive after 48 iterations): this checks the record, not the quality
+    assert -1 <= run.data.metrics["ssim_w400"] <= 1
     warmup = int(run.data.params["adversarial_warmup"])  # default: the first 20 % of the iterations
     assert warmup == int(run.data.params["total_iterations"]) // 5
     for term, first_step in {
