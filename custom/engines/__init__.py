@@ -1,5 +1,2 @@
-"""Engines: the WGAN-GP trainer (a MONAI ``Trainer``: n_critic critic steps, then one generator step per iteration)."""
-
-from custom.engines.wgan_gp_trainer import NonFiniteLossError, WGANGPTrainer
-
-__all__ = ["NonFiniteLossError", "WGANGPTrainer"]
+"""Engines: the WGAN-GP trainer (a MONAI ``Trainer``: n_critic critic steps, then one generator step per iteration) and
+its handlers: EMA, patch-size schedule, per-epoch data restart, best model, checkpoints, random states, the lock."""

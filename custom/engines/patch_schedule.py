@@ -17,7 +17,8 @@ class LatePatchSize:
     """From `start_iteration` on (at the next epoch start), crop `patch_size` patches, fewer per slice.
 
     The number of patches per slice is divided by the growth in patch area (at least 1), so a batch holds about as
-    many pixels as before. The data loader is restarted so that its workers crop with the new size.
+    many pixels as before. Loader workers crop with the new size from the next pass over the loader, which
+    `custom.engines.epoch_data.RestartDataEachEpoch` (attached after this handler) begins at the same epoch start.
 
     Args:
         crop: the training crop transform (its size and number of samples are changed in place).
@@ -51,5 +52,3 @@ class LatePatchSize:
         engine.logger.info(
             f"iteration {engine.state.iteration}: training on {self.patch_size}-pixel patches, {cropper.num_samples} per slice"
         )
-        if engine.state.dataloader is not None:  # set by Engine.run before any epoch starts
-            engine.set_data(engine.state.dataloader)

@@ -38,8 +38,8 @@ class WGANGPTrainer(Trainer):
     trained `loss_critic`, `gradient_penalty` and `wasserstein_distance` from the last critic step.
     `engine.state.critic_iterations` counts critic steps.
 
-    A non-finite loss stops training cleanly before the optimiser step, so the weights (and the last checkpoint)
-    stay the last good ones; `engine.state.nonfinite_loss` then names the term.
+    A non-finite loss or gradient stops training cleanly before the optimiser step, so the weights (and the last
+    checkpoint) stay the last good ones; `engine.state.nonfinite_loss` then names the term.
 
     Args:
         device, max_epochs, train_data_loader, epoch_length, non_blocking, prepare_batch, iteration_update,
@@ -121,6 +121,12 @@ class WGANGPTrainer(Trainer):
         self.optimizer = g_optimizer
         self.state.critic_iterations = 0
         self.state.nonfinite_loss = None
+        self.state_dict_user_keys.append("critic_iterations")  # saved with the trainer in checkpoints
+        # loss scalers (active for float16 on CUDA); attributes from the start so checkpoints can save and restore them
+        device_type = torch.device(device).type
+        scaling = amp and device_type == "cuda"
+        self.g_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
+        self.c_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
 
     def run(self) -> None:  # type: ignore[override]
         """Train; raise NonFiniteLossError after a clean stop (handlers completed, last good weights kept) on NaN/Inf,
@@ -131,10 +137,6 @@ class WGANGPTrainer(Trainer):
                 f"adversarial_warmup ({self.adversarial_warmup} iterations) is not shorter than the run ({total} "
                 "iterations): the critic would never train; shorten the warm-up or pass --lambda_adv 0 --n_critic 0"
             )
-        device_type = torch.device(self.state.device).type
-        scaling = self.amp and device_type == "cuda"
-        self.g_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
-        self.c_scaler = torch.amp.GradScaler(device_type, enabled=scaling)
         Engine.run(self, data=self.data_loader, max_epochs=self.state.max_epochs)
         if self.state.nonfinite_loss is not None:
             raise NonFiniteLossError(
@@ -161,6 +163,14 @@ class WGANGPTrainer(Trainer):
                 return True
         return False
 
+    def _gradients_finite(self, module: nn.Module, scaler: torch.amp.GradScaler, name: str) -> bool:
+        """False, and training stopped, if `module`'s gradients hold NaN/Inf while its loss was finite (the square
+        root in a gradient penalty can do that); with loss scaling the scaler skips such steps itself."""
+        if scaler.is_enabled():
+            return True
+        norms = [parameter.grad.detach().norm() for parameter in module.parameters() if parameter.grad is not None]
+        return not norms or not self._stop_if_nonfinite({name: torch.stack(norms).norm()})
+
     def _critic_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """One critic update (skipped, and training stopped, if its loss is not finite); returns its terms."""
         assert self.critic is not None and self.c_optimizer is not None
@@ -175,9 +185,10 @@ class WGANGPTrainer(Trainer):
         terms = {"loss_critic": loss, "gradient_penalty": penalty, "wasserstein_distance": distance}
         if not self._stop_if_nonfinite(terms):
             self.c_scaler.scale(loss).backward()
-            self.c_scaler.step(self.c_optimizer)
-            self.c_scaler.update()
-            self.state.critic_iterations += 1
+            if self._gradients_finite(self.critic, self.c_scaler, "critic gradient"):
+                self.c_scaler.step(self.c_optimizer)
+                self.c_scaler.update()
+                self.state.critic_iterations += 1
         return {name: value.detach() for name, value in terms.items()}
 
     def _complete(self, output: dict) -> dict | list:
@@ -224,7 +235,8 @@ class WGANGPTrainer(Trainer):
         if not engine._stop_if_nonfinite(terms):
             engine.g_scaler.scale(terms["loss"]).backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.g_scaler.step(engine.g_optimizer)
-            engine.g_scaler.update()
+            if engine._gradients_finite(engine.generator, engine.g_scaler, "generator gradient"):
+                engine.g_scaler.step(engine.g_optimizer)
+                engine.g_scaler.update()
         output.update({name: value.detach() for name, value in terms.items()})
         return engine._complete(output)

@@ -1,8 +1,12 @@
-"""Write-then-rename, so that no reader ever sees a half-written output and a failed write leaves nothing behind."""
+"""Write-then-rename, so that no reader ever sees a half-written output and a failed write leaves nothing behind.
+
+Files and whole folders (a DICOM series: a PACS import of a folder with 6 of 28 slices looks like a complete series).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +14,7 @@ from pathlib import Path
 
 # outputs are readable by the group and others, like files written with the usual umask (mkstemp makes them 0600)
 OUTPUT_FILE_MODE = 0o644
+OUTPUT_FOLDER_MODE = 0o755
 
 
 @contextmanager
@@ -31,6 +36,34 @@ def atomic_output(target: Path) -> Iterator[Path]:
         flush_to_disk(target.parent)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `target`; once filled without error, it replaces `target` whole.
+
+    A kill while the folder is filled leaves `target` as it was (the hidden `.tmp-*` folder is the only trace). An
+    existing `target` is moved aside, the new folder renamed into place, then the old one deleted: a kill between
+    the two renames leaves the complete old folder as a hidden `.old-*` folder, never a partial one under `target`.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-", suffix=f"-{target.name}"))
+    try:
+        yield temporary
+        for file in temporary.iterdir():
+            flush_to_disk(file)
+        os.chmod(temporary, OUTPUT_FOLDER_MODE)
+        previous = None
+        if target.exists():
+            previous = Path(tempfile.mkdtemp(dir=target.parent, prefix=".old-", suffix=f"-{target.name}"))
+            os.replace(target, previous / target.name)
+        os.replace(temporary, target)
+        flush_to_disk(target.parent)
+        if previous is not None:
+            shutil.rmtree(previous)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

@@ -23,7 +23,9 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 from pydicom.misc import is_dicom
 
 from custom.data.datalist import load_paired_datalist
+from custom.errors import BundleInputError
 from custom.io.dicom_series import CTSeries, DicomSeriesError, candidate_files, find_ct_series, load_ct_series
+from custom.io.output_folders import writable_folder
 
 DICOM_FILES_KEY = "dicom_files"
 OUTPUT_NAME_KEY = "output_name"
@@ -180,5 +182,11 @@ def list_inference_inputs(input_path: str | os.PathLike, output_dir: str | os.Pa
     repeated = sorted(name for name, count in Counter(entry[OUTPUT_NAME_KEY] for entry in entries).items() if count > 1)
     if repeated:
         raise ValueError(f"{source}: several inputs would be written to the same output folder(s) {repeated}")
-    refuse_writing_into_inputs(entries, source, Path(output_dir).expanduser())
+    output = Path(output_dir).expanduser()
+    refuse_writing_into_inputs(entries, source, output)
+    writable_folder(output, "output_dir")
+    for entry in entries:
+        target = output / entry[OUTPUT_NAME_KEY]
+        if target.exists() and not target.is_dir():
+            raise BundleInputError(f"output folder '{target}' for '{source}' is a file; move it or pass another --output_dir")
     return entries

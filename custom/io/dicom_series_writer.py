@@ -3,8 +3,8 @@
 Each output slice is its source slice's header with new pixels: patient and study stay the same so PACS files the
 result next to the original, while the series and instance UIDs are new, ImageType says DERIVED\\SECONDARY and the
 description says denoised, so nobody mistakes it for the acquired images. Pixels go back to stored values with the
-source's own RescaleSlope/RescaleIntercept, uncompressed (explicit VR little endian). Files are written atomically
-and never into a folder that holds the source slices.
+source's own RescaleSlope/RescaleIntercept, uncompressed (explicit VR little endian). The series is written into a
+hidden temporary folder renamed into place when complete, never into a folder that holds the source slices.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from tqdm import tqdm
 
-from custom.io.atomic_output import atomic_output
+from custom.io.atomic_output import atomic_folder
 
 MODEL_NAME = "ldct_effnetv2_wgangp"
 DENOISED_LABEL = f"denoised ({MODEL_NAME})"
@@ -133,14 +133,12 @@ def write_denoised_series(
     series_uid = generate_uid()
     first = pydicom.dcmread(sources[0], stop_before_pixels=True)
     series_number = int(first.get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET
-    written = []
-    for index, (source, hu_slice) in enumerate(
-        tqdm(zip(sources, volume, strict=True), total=len(sources), desc=f"writing {folder}", unit="slice")
-    ):
-        header = pydicom.dcmread(source, stop_before_pixels=True)
-        dataset = derive_slice(header, hu_slice, source, series_uid, series_number, derivation_description)
-        target = folder / f"slice_{index + 1:04d}.dcm"
-        with atomic_output(target) as temporary:
-            dataset.save_as(temporary, enforce_file_format=True)
-        written.append(target)
-    return written
+    names = [f"slice_{index + 1:04d}.dcm" for index in range(len(sources))]
+    with atomic_folder(folder) as temporary:  # the series appears complete or not at all
+        for name, source, hu_slice in tqdm(
+            zip(names, sources, volume, strict=True), total=len(sources), desc=f"writing {folder}", unit="slice"
+        ):
+            header = pydicom.dcmread(source, stop_before_pixels=True)
+            dataset = derive_slice(header, hu_slice, source, series_uid, series_number, derivation_description)
+            dataset.save_as(temporary / name, enforce_file_format=True)
+    return [folder / name for name in names]

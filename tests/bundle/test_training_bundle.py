@@ -1,17 +1,18 @@
-"""The training bundle through its real entry points: `python -m monai.bundle`, ConfigWorkflow and torchrun."""
+"""The training bundle through its real entry points: `python -m monai.bundle` (with kills and resumes) and torchrun."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
-from ignite.engine import Events
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
 from custom.conventions import SHIPPED_MODEL_FILE
 from custom.data.default_dataset import build_default_datalist
@@ -76,7 +77,7 @@ def test_smoke_training_writes_model_and_mlflow_metrics(repo_root: Path, tmp_pat
     model = read_model_file(tmp_path / "models" / "model.pt")  # the EMA generator with its network record
     assert model.settings["backbone"] == TINY["backbone"]
     load_weights(build_generator(model), model)
-    assert (tmp_path / "models" / "checkpoints" / "checkpoint_final.pt").is_file()
+    assert sorted(path.name for path in (tmp_path / "models" / "checkpoints").iterdir()) == ["checkpoint_8.pt"]
     assert (tmp_path / "data" / "default").is_dir()  # the embedded default dataset was built and cached
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'eval' / 'mlruns.db'}")
@@ -110,53 +111,64 @@ def test_smoke_training_writes_model_and_mlflow_metrics(repo_root: Path, tmp_pat
         assert run.data.params[param] == value, param
 
 
-def make_workflow(repo_root: Path, **overrides) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=str(repo_root / "bundle/configs/train.json"),
-        meta_file=str(repo_root / "bundle/configs/metadata.json"),
-        workflow_type="train",
-        **{**TINY, **overrides},
-    )
-    workflow.initialize()
-    return workflow
+def checkpoint_weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    return {name: content[name] for name in ("generator", "generator_ema", "critic")}
 
 
 @pytest.mark.slow
-def test_resume_continues_from_saved_iteration(repo_root: Path, tmp_path: Path, default_datalist: str) -> None:
-    fast = {
-        "datalist": default_datalist,
-        "bundle_root": str(tmp_path),
-        "n_critic": 1,
-        "lambda_perceptual": 0,
-        "epoch_length": 2,
-        "val_interval": 5,
-    }
-    first = make_workflow(repo_root, **fast)
-    first.run()
-    checkpoint = tmp_path / "models" / "checkpoints" / "checkpoint_final.pt"
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    assert saved["trainer"]["iteration"] == 2
-
-    second = make_workflow(repo_root, **fast, max_epochs=2, resume_from=str(checkpoint))
-    trainer = second.parser.get_parsed_content("train#trainer")
-    executed: list[int] = []
-    trainer.add_event_handler(Events.ITERATION_STARTED, lambda engine: executed.append(engine.state.iteration))
-    generator_at_start: dict[str, torch.Tensor] = {}
-    trainer.add_event_handler(
-        Events.EPOCH_STARTED,
-        lambda engine: (
-            generator_at_start.update({k: v.clone() for k, v in engine.generator.state_dict().items()})
-            if not generator_at_start
-            else None
-        ),
+@pytest.mark.faults
+def test_training_killed_and_resumed_from_latest_equals_the_uninterrupted_run(
+    repo_root: Path, tmp_path: Path, default_datalist: str
+) -> None:
+    """SIGKILL after the first checkpoint, then `--resume_from latest`: exit 0, the same MLflow run, and bitwise the
+    weights of the run that was never interrupted (random states, EMA, optimisers, schedules all restored)."""
+    fast = {**TINY, "datalist": default_datalist, "n_critic": 1, "lambda_perceptual": 0, "epoch_length": 2, "max_epochs": 3}
+    fast["adversarial_warmup"] = 1  # the critic, its optimiser and the gradient penalty are part of what resumes
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    run_checked(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            *bundle_command(repo_root, "train.json", overrides={**fast, "bundle_root": straight}),
+        ],
+        cwd=repo_root,
     )
-    second.run()
-    assert executed == [3, 4]  # continued after iteration 2 instead of starting over
-    assert trainer.state.epoch == 2
-    for name, value in saved["generator"].items():
-        torch.testing.assert_close(generator_at_start[name], value, msg=name)
-    critic_adam_steps = {int(s["step"]) for s in trainer.c_optimizer.state_dict()["state"].values()}
-    assert critic_adam_steps == {4}  # critic optimiser state resumed too: 2 steps before, 2 after
+
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        *bundle_command(repo_root, "train.json", overrides={**fast, "bundle_root": interrupted}),
+    ]
+    command[4:4] = ["--tracking", "mlflow"]
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    process = subprocess.Popen(command, cwd=repo_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_checkpoint = interrupted / "models" / "checkpoints" / "checkpoint_2.pt"
+    deadline = time.monotonic() + 600
+    while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the training ended before it could be killed"
+    client = mlflow.MlflowClient(f"sqlite:///{interrupted / 'eval' / 'mlruns.db'}")
+    (killed_run,) = client.search_runs([client.get_experiment_by_name("ldct_effnetv2_wgangp").experiment_id])
+    assert killed_run.info.status == "RUNNING"  # as a kill leaves it
+
+    run_checked([*command, "--resume_from", "latest"], cwd=repo_root)
+
+    (run,) = client.search_runs([killed_run.info.experiment_id])  # continued, not a second run
+    assert run.info.run_id == killed_run.info.run_id and run.info.status == "FINISHED"
+    assert {metric.step for metric in client.get_metric_history(run.info.run_id, "train_loss")} == set(range(1, 7))
+    final = checkpoint_weights(interrupted / "models" / "checkpoints" / "checkpoint_6.pt")
+    expected = checkpoint_weights(straight / "models" / "checkpoints" / "checkpoint_6.pt")
+    for network, weights in expected.items():
+        for name, value in weights.items():
+            assert torch.equal(final[network][name], value), f"{network}.{name}"
+    assert sorted(path.name for path in (interrupted / "models" / "checkpoints").glob("*.pt")) == [
+        "checkpoint_4.pt",
+        "checkpoint_6.pt",
+    ]
 
 
 @pytest.mark.slow
@@ -218,7 +230,7 @@ def test_multi_gpu_config_runs_ddp_with_gloo_on_two_cpu_processes(repo_root: Pat
     result = run_checked(command, cwd=repo_root)
     model = read_model_file(tmp_path / "models" / "model.pt")  # saved unwrapped from DDP
     load_weights(EfficientNetV2Denoiser(TINY["backbone"]), model)
-    assert (tmp_path / "models" / "checkpoints" / "checkpoint_final.pt").is_file()
+    assert (tmp_path / "models" / "checkpoints" / "checkpoint_2.pt").is_file()
     assert "Got new best metric of psnr_w400" in result.stdout + result.stderr
 
 

@@ -193,6 +193,7 @@ def test_adversarial_loss_without_critic_steps_is_refused() -> None:
         make_trainer(0, random_batches(1))
 
 
+@pytest.mark.faults
 def test_nonfinite_loss_stops_training_and_keeps_weights() -> None:
     batches = random_batches(3)
     batches[1]["label"][0, 0, 0, 0] = float("nan")
@@ -204,6 +205,17 @@ def test_nonfinite_loss_stops_training_and_keeps_weights() -> None:
     assert trainer.g_optimizer.steps == 1
     assert all(torch.isfinite(p).all() for p in trainer.generator.parameters())
     assert all(torch.isfinite(p).all() for p in trainer.critic.parameters())
+
+
+@pytest.mark.faults
+def test_nonfinite_gradient_of_a_finite_loss_stops_training_and_keeps_weights() -> None:
+    trainer = make_trainer(1, random_batches(3), lambda_adv=0.0)
+    first = next(trainer.generator.parameters())
+    first.register_hook(lambda grad: grad * float("nan") if trainer.state.iteration == 2 else grad)
+    with pytest.raises(NonFiniteLossError, match="iteration 2: generator gradient was not finite"):
+        trainer.run()
+    assert trainer.g_optimizer.steps == 1
+    assert all(torch.isfinite(p).all() for p in trainer.generator.parameters())
 
 
 def test_amp_iteration_on_cpu_uses_bfloat16_and_stays_finite() -> None:

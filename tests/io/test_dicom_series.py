@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ from monai.transforms import LoadImage
 from pydicom.pixels import apply_rescale
 from pydicom.uid import ExplicitVRLittleEndian
 
+from custom.errors import BundleInputError
 from custom.io.ct_series_loader import LoadCTVolumed, list_inference_inputs
 from custom.io.dicom_series import DicomSeriesError, find_ct_series, load_ct_series
 from custom.io.dicom_series_writer import (
@@ -87,6 +92,7 @@ def test_non_image_dicom_files_are_skipped(tmp_path: Path) -> None:
     assert len(load_ct_series([tmp_path]).files) == 2
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("cut", ["header", "pixels"])
 def test_truncated_file_is_named(tmp_path: Path, cut: str) -> None:
     files = write_ct_series(tmp_path, [0.0, 5.0, 10.0])
@@ -210,3 +216,50 @@ def test_outputs_never_land_in_input_folders(tmp_path: Path) -> None:
         list_inference_inputs(tmp_path / "study" / "ct", tmp_path / "study")
     with pytest.raises(ValueError, match="input_dir is not set"):
         list_inference_inputs("", tmp_path / "out")
+
+
+SLOW_EXPORT = """
+import sys, time
+import pydicom
+from custom.io.dicom_series import load_ct_series
+from custom.io.dicom_series_writer import write_denoised_series
+
+save_as = pydicom.Dataset.save_as
+def slow_save_as(self, *args, **kwargs):
+    time.sleep(0.1)  # a slow disk: the kill lands in the middle of the series
+    save_as(self, *args, **kwargs)
+pydicom.Dataset.save_as = slow_save_as
+series = load_ct_series([sys.argv[1]])
+hu = series.read_hu()
+print("writing", flush=True)
+write_denoised_series(hu - 100.0, series.files, sys.argv[2])
+"""
+
+
+@pytest.mark.faults
+def test_killed_dicom_export_leaves_no_partial_series(tmp_path: Path, repo_root: Path) -> None:
+    """The series is renamed into place complete: a kill leaves the earlier complete export or nothing."""
+    write_ct_series(tmp_path / "in", [5.0 * i for i in range(12)])
+    series = load_ct_series([tmp_path / "in"])
+    write_denoised_series(series.read_hu(), series.files, tmp_path / "out")  # an earlier, complete export
+    earlier = {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir()}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_EXPORT, str(tmp_path / "in"), str(tmp_path / "out")], cwd=repo_root, stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == b"writing"
+    time.sleep(0.5)  # about 4 of 12 slices written
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir()} == earlier
+    assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith(".tmp-")) == ["in", "out"]
+    write_denoised_series(series.read_hu(), series.files, tmp_path / "out")  # a complete rerun replaces it whole
+    assert len(list((tmp_path / "out").iterdir())) == 12 and not list(tmp_path.glob(".old-*"))
+
+
+@pytest.mark.faults
+def test_output_dir_that_is_a_file_is_refused_before_inference(tmp_path: Path) -> None:
+    write_ct_series(tmp_path / "in", [0.0, 5.0])
+    (tmp_path / "out").write_text("a report, not a folder")
+    with pytest.raises(BundleInputError, match=f"output_dir '{tmp_path / 'out'}' cannot be created: .* is a file"):
+        list_inference_inputs(tmp_path / "in", tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "a report, not a folder"
