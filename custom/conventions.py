@@ -57,14 +57,17 @@ DEFAULT_TEST_PATIENTS: tuple[str, ...] = ("L506",)
 
 # --- Paths ------------------------------------------------------------------------------------------------------
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLE_DIR = REPO_ROOT / "bundle"
+# A packaged bundle (scripts/package_bundle.py) holds configs/, models/, docs/ and this package side by side, and its
+# model-zoo weights file models/model.pt is the shipped model; the repository keeps them under bundle/.
+PACKAGED = (REPO_ROOT / "configs" / "metadata.json").is_file() and not (REPO_ROOT / "bundle").is_dir()
+BUNDLE_DIR = REPO_ROOT if PACKAGED else REPO_ROOT / "bundle"
 CONFIG_DIR = BUNDLE_DIR / "configs"
 TRAIN_CONFIG = CONFIG_DIR / "train.json"
 INFERENCE_CONFIG = CONFIG_DIR / "inference.json"
 META_FILE = CONFIG_DIR / "metadata.json"
 MODELS_DIR = BUNDLE_DIR / "models"
 MODEL_FILE = MODELS_DIR / "model.pt"  # what training writes
-SHIPPED_MODEL_FILE = MODELS_DIR / "shipped" / "model.pt"  # the pretrained default model, in git
+SHIPPED_MODEL_FILE = MODEL_FILE if PACKAGED else MODELS_DIR / "shipped" / "model.pt"  # the pretrained default, in git
 EVAL_DIR = BUNDLE_DIR / "eval"
 RUNS_DIR = BUNDLE_DIR / "runs"
 DEFAULT_DATASET_DIR = BUNDLE_DIR / "data" / "default"  # the cache built from the embedded sources

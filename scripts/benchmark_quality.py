@@ -61,6 +61,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--train-seconds", type=float, help="also stop at the first validation after this wall-clock time")
     budget.add_argument("--batch-size", type=int, default=16, help="patches per generator step (default 16)")
     budget.add_argument("--patch-size", type=int, default=64, help="patch side in pixels (default 64, as the paper)")
+    budget.add_argument(
+        "--late-patch-size",
+        type=int,
+        help="patch side for the recipe's late phase (default: train.json's; at most the image size)",
+    )
     budget.add_argument("--backbone", default="efficientnetv2_m", help="generator backbone (default efficientnetv2_m)")
     budget.add_argument("--learning-rate", type=float, help="Adam learning rate (default: train.json's)")
     budget.add_argument(
@@ -80,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny smoke run: tf_efficientnetv2_b0, 1 iteration, batch 2, 32 px patches, small grids",
+        help="tiny smoke run: tf_efficientnetv2_b0, 1 iteration, batch 2, 32 px patches throughout, small grids",
     )
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help=f"default {DEFAULT_OUTPUT}")
     parser.add_argument("--tracking-uri", help="MLflow store (default sqlite:///<output-dir>/mlruns.db)")
@@ -88,6 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.backbone, args.iterations, args.batch_size, args.patch_size = "tf_efficientnetv2_b0", 1, 2, 32
+        args.late_patch_size = args.patch_size
     args.val_every = args.val_every or max(1, args.iterations // 4)
     if min(args.iterations, args.val_every, args.batch_size, args.patch_size, args.seeds, args.real_low_dose_slices) < 1:
         parser.error("--iterations, --val-every, --batch-size, --patch-size, --seeds and --real-low-dose-slices must be positive")

@@ -3,8 +3,7 @@
     python scripts/export_onnx.py --ckpt_file bundle/models/model.pt --output bundle/models/model.onnx
 
 The network is built from the model file's record (custom.networks.model_file) with its weights, traced with the TorchScript-based ONNX exporter, and saved with dynamic batch, height and width.
-Height and width must be multiples of 32 (the encoder's stride): the generator pads other sizes inside Python,
-which a trace cannot keep, so an ONNX user pads (replicate) to a multiple of 32 and crops back. The input is HU
+Any height and width work (the graph pads to multiples of 32 and crops back). The input is HU
 mapped from [hu_min, hu_max] to [0, 1] and clipped, the output is on the same scale; both facts are stored in the
 model's metadata. The script prints JSON: the largest absolute difference to eager PyTorch on each checked input
 shape and, with --benchmark_size, the median ONNX Runtime CPU latency; it exits with status 1 when a difference
@@ -54,8 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check_shapes",
         type=parse_shape,
         nargs="+",
-        default=[parse_shape("2x64x96"), parse_shape("1x128x160")],
-        help="input shapes BxHxW (or HxW) checked against PyTorch; H and W multiples of 32",
+        default=[parse_shape("512x512"), parse_shape("500x333"), parse_shape("2x250x170")],
+        help="input shapes BxHxW (or HxW) checked against PyTorch (any H and W)",
     )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed absolute difference")
     parser.add_argument("--benchmark_size", type=int, help="also time ONNX Runtime on a 1x1xSxS input on CPU")

@@ -41,3 +41,11 @@ def shared_ct_dir() -> Path:
     if not (SHARED_CT_DIR / "MANIFEST.tsv").is_file():
         pytest.skip(f"shared real CT data not found at {SHARED_CT_DIR}")
     return SHARED_CT_DIR
+
+
+@pytest.fixture(scope="session")
+def default_datalist(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The embedded default dataset as the first command builds it (real simulation), built once per session."""
+    from custom.data.default_dataset import build_default_datalist
+
+    return build_default_datalist(str(tmp_path_factory.mktemp("bundle") / "data" / "default"))

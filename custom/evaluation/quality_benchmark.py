@@ -437,6 +437,7 @@ class Budget:
     perceptual_pretrained: str
     num_workers: int
     device: str | None
+    late_patch_size: int | None = None
 
     def overrides(self) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -456,6 +457,8 @@ class Budget:
             values["learning_rate"] = self.learning_rate
         if self.adversarial_warmup is not None:
             values["adversarial_warmup"] = self.adversarial_warmup
+        if self.late_patch_size is not None:
+            values["late_patch_size"] = self.late_patch_size
         if self.device:
             values["device"] = f"$torch.device('{self.device}')"
         return values
@@ -773,6 +776,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.perceptual_pretrained,
         args.num_workers,
         args.device,
+        args.late_patch_size,
     )
     methods = [m for m in ALL_METHODS if m in args.methods or m == REFERENCE_METHOD]
     if "bm3d" in methods and importlib.util.find_spec("bm3d") is None:

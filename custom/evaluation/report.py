@@ -18,18 +18,32 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from matplotlib.figure import Figure
-from monai.handlers import MLFlowHandler
+from monai.handlers import MetricsSaver, MLFlowHandler
 from monai.utils import ImageMetaKey
 
 from custom.conventions import IMAGE_KEY, LABEL_KEY, PRED_KEY, PRIMARY_WINDOW
 from custom.data.datalist import format_family
 from custom.evaluation.windowed_metrics import slice_scores
-from custom.io.atomic_output import atomic_output
+from custom.io.atomic_output import atomic_files, atomic_output
 
 logger = logging.getLogger(__name__)
 
 LDCT_PREFIX = "ldct_"  # metrics of the low-dose input against full dose, named like the model's with this prefix
 MEAN_STD_FILE = "metrics_mean_std.csv"
+
+
+class AtomicMetricsSaver(MetricsSaver):
+    """MONAI's `MetricsSaver` (per-slice CSVs, summaries) with every file written whole or not at all: it writes into
+    a temporary folder whose files are renamed into `save_dir` (a kill mid-write leaves the previous reports)."""
+
+    def __call__(self, engine: Engine) -> None:
+        target = Path(self.save_dir)
+        with atomic_files(target) as staging:
+            self.save_dir = str(staging)
+            try:
+                super().__call__(engine)
+            finally:
+                self.save_dir = str(target)
 
 
 def per_slice_values(details: Any) -> np.ndarray:

@@ -67,6 +67,24 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_files(target: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside `target`; the files written there then replace their namesakes in
+    `target` one by one, each by a rename, so every file is old or new, never half-written. For writers that take
+    a folder and write several files (MONAI's `MetricsSaver`); other files in `target` are left alone."""
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target, prefix=".tmp-"))
+    try:
+        yield staging
+        for file in sorted(staging.iterdir()):
+            os.chmod(file, OUTPUT_FILE_MODE)
+            flush_to_disk(file)
+            os.replace(file, target / file.name)
+        flush_to_disk(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def flush_to_disk(path: Path) -> None:
     """fsync a file or folder, so that a rename is not committed before the data it names (power loss, kill -9)."""
     descriptor = os.open(path, os.O_RDONLY)

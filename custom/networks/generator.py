@@ -139,8 +139,8 @@ class EfficientNetV2Denoiser(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        pad_h = -height % self.size_multiple
-        pad_w = -width % self.size_multiple
-        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        # always padded (by zero rows and columns for multiples), never branched on the size: an ONNX trace records
+        # the padding as operations on the input's shape, so the exported graph pads every size it is given
+        padded = F.pad(x, (0, -width % self.size_multiple, 0, -height % self.size_multiple), mode="replicate")
         noise = self.noise_mean_removal(self.predict_noise(padded)[..., :height, :width])
         return x - noise.to(x.dtype)

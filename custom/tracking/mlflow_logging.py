@@ -53,7 +53,9 @@ def loss_terms_logger(handler: MLFlowHandler) -> Callable[[Engine], None]:
 
     def log(engine: Engine) -> None:
         # ignite types State.output as int | None; a trainer's output is its (decollated) dict of results
-        output = cast("dict[str, Any] | list[dict[str, Any]]", engine.state.output)
+        output = cast("dict[str, Any] | list[dict[str, Any]] | None", engine.state.output)
+        if not output:  # an iteration that produced nothing (a stopped run)
+            return
         first = output[0] if isinstance(output, list) else output
         values = {name: float(first[name]) for name in LOSS_TERMS if name in first}
         handler._log_metrics({f"train_{name}": value for name, value in values.items()}, step=engine.state.iteration)

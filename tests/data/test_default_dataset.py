@@ -66,8 +66,8 @@ def test_pairs_load_with_monai_as_channel_first_hu_and_realisations_differ(built
 
 
 @pytest.mark.slow
-def test_the_real_build_gives_mayo_quarter_dose_noise(tmp_path: Path) -> None:
-    datalist = json.loads(build(tmp_path / "default").read_text())
+def test_the_real_build_gives_mayo_quarter_dose_noise(default_datalist: str) -> None:
+    datalist = json.loads(Path(default_datalist).read_text())
     load = LoadImaged(keys=["low_dose", "full_dose"], image_only=True)
     for split in ("validation", "test"):
         pair = load(datalist[split][0])
