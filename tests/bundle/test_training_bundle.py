@@ -144,11 +144,6 @@ def test_training_records_its_run_and_a_killed_training_resumes_exactly(
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="KNOWN BROKEN in this commit: the two gloo ranks hang before the first iteration since the recipe gained "
-    "EMA, the lr schedule, the late patch switch and the shipped-model start (found at the end of the session; "
-    "not bisected yet, see the model card). Skipped so that CI finishes; do not rely on multi_gpu_train.json."
-)
 def test_multi_gpu_config_runs_ddp_with_gloo_on_two_cpu_processes(repo_root: Path, tmp_path: Path, default_datalist: str) -> None:
     overrides = {**TINY, "datalist": default_datalist, "bundle_root": tmp_path, "epoch_length": 2, "n_critic": 2}
     command = [
