@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from custom.deploy.onnx_export import DEFAULT_CKPT, DEFAULT_OUTPUT, export_and_check
+from custom.deploy.onnx_export import DEFAULT_CKPT, DEFAULT_OPSET, DEFAULT_OUTPUT, export_and_check
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--backbone", help="backbone of a bare state_dict without record, or of --random_init")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument(
         "--check_shapes",
         type=parse_shape,

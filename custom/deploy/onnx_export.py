@@ -38,6 +38,7 @@ DEFAULT_OUTPUT = MODELS_DIR / "model.onnx"
 DEFAULT_BACKBONE = "efficientnetv2_m"
 INPUT_NAME, OUTPUT_NAME = "image", "pred"
 DYNAMIC_AXES = {name: {0: "batch", 2: "height", 3: "width"} for name in (INPUT_NAME, OUTPUT_NAME)}
+DEFAULT_OPSET = 18
 TRACE_SHAPE = (2, 1, 72, 88)  # not multiples of 32: the trace goes through the padding
 
 

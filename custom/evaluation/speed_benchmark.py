@@ -232,13 +232,13 @@ def _channels_last(model: nn.Module) -> tuple[nn.Module, Callable[[torch.Tensor]
 def _onnxruntime_runner(model: nn.Module, example: torch.Tensor, folder: str) -> Callable[[torch.Tensor], torch.Tensor]:
     import onnxruntime
 
+    from custom.deploy.onnx_export import DEFAULT_OPSET, export_onnx
+
+    # the model as scripts/export_onnx.py exports it (traced, dynamic batch, height and width), so the benchmark
+    # times the ONNX file the project ships
     path = os.path.join(folder, "model.onnx")
-    cpu_model = copy.deepcopy(model).cpu()
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            cpu_model, (example.cpu(),), path, dynamo=True, external_data=False, dynamic_shapes=({0: torch.export.Dim("batch")},)
-        )
+    with contextlib.redirect_stdout(sys.stderr):
+        export_onnx(copy.deepcopy(model).cpu().eval(), Path(path), DEFAULT_OPSET, {})
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -67,7 +67,7 @@ def training_command(repo_root: Path, bundle_root: Path, default_datalist: str) 
     build, linked there, so that it is not built again)."""
     (bundle_root / "data").mkdir(parents=True)
     (bundle_root / "data" / "default").symlink_to(Path(default_datalist).parent)
-    overrides = {**TINY, "epoch_length": 2, "max_epochs": 3, "val_interval": 3, "bundle_root": bundle_root}
+    overrides = {**TINY, "epoch_length": 2, "max_epochs": 3, "val_interval": 3, "late_patch_size": 64, "bundle_root": bundle_root}
     command = [sys.executable, "-m", "monai.bundle", *bundle_command(repo_root, "train.json", overrides=overrides)]
     command[4:4] = ["--tracking", "mlflow"]
     return command
