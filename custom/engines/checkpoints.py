@@ -176,6 +176,8 @@ class RotatingCheckpointSaver:
         last = int(resumed.group(1)) if resumed and in_folder else -1
         continued = [(step, path) for step, path in existing if step <= last]
         others = [path for step, path in existing if step > last]
+        # files of MONAI's CheckpointSaver (checkpoint_epoch=N.pt, checkpoint_final.pt) from earlier versions
+        others += [path for path in self.save_dir.glob("checkpoint_*.pt") if not CHECKPOINT_NAME.match(path.name)]
         if others:
             previous = self.save_dir / PREVIOUS_RUN_FOLDER
             shutil.rmtree(previous, ignore_errors=True)

@@ -48,9 +48,11 @@ def test_rotation_keeps_the_newest_and_counts_files_of_earlier_runs(tmp_path: Pa
 
 def test_fresh_run_moves_the_previous_runs_checkpoints_aside_once(tmp_path: Path) -> None:
     run_saving(tmp_path, 6)
+    (tmp_path / "checkpoint_final.pt").write_bytes(b"MONAI CheckpointSaver file of an earlier version")
     run_saving(tmp_path, 3)  # a new training into the same folder
     assert [step for step, _ in checkpoints_in(tmp_path)] == [2, 3]
     assert [step for step, _ in checkpoints_in(tmp_path / PREVIOUS_RUN_FOLDER)] == [5, 6]
+    assert (tmp_path / PREVIOUS_RUN_FOLDER / "checkpoint_final.pt").is_file()
     run_saving(tmp_path, 1)  # only one earlier generation is kept: bounded whatever the number of restarts
     assert [step for step, _ in checkpoints_in(tmp_path / PREVIOUS_RUN_FOLDER)] == [2, 3]
     assert len(list(tmp_path.rglob("*.pt"))) == 3
