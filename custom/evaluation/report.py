@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from matplotlib.figure import Figure
-from monai.handlers import MetricsSaver, MLFlowHandler
+from monai.handlers import MetricsSaver
 from monai.utils import ImageMetaKey
 
 from custom.conventions import IMAGE_KEY, LABEL_KEY, PRED_KEY, PRIMARY_WINDOW
 from custom.data.datalist import format_family
 from custom.evaluation.windowed_metrics import slice_scores
 from custom.io.atomic_output import atomic_files, atomic_output
+from custom.tracking.mlflow_logging import only_mlflow_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +180,7 @@ def add_mlflow_artifacts(handlers: Iterable[Any], paths: Sequence[str | os.PathL
 
     Returns how many handlers were changed (0 without `--tracking mlflow`), so configs can call it unconditionally.
     """
-    changed = 0
-    for handler in handlers:
-        if isinstance(handler, MLFlowHandler):
-            handler.artifacts = (*(path for path in handler.artifacts if path), *map(str, paths))
-            changed += 1
-    return changed
+    mlflow_handlers = only_mlflow_handlers(handlers)
+    for handler in mlflow_handlers:
+        handler.artifacts = (*(path for path in handler.artifacts if path), *map(str, paths))
+    return len(mlflow_handlers)

@@ -63,13 +63,18 @@ def loss_terms_logger(handler: MLFlowHandler) -> Callable[[Engine], None]:
     return log
 
 
+def only_mlflow_handlers(handlers: Iterable[Any]) -> list[MLFlowHandler]:
+    """The MLFlowHandlers among a config's handlers (none when tracking is off)."""
+    return [handler for handler in handlers if isinstance(handler, MLFlowHandler)]
+
+
 def enrich_mlflow_handlers(handlers: Iterable[Any], params: Mapping[str, Any], resume_checkpoint: str = "") -> int:
     """Point every attached MLFlowHandler at one run and give it the hyperparameters and per-iteration loss terms.
 
     The run is new, or the one recorded in `resume_checkpoint` (reopened). Returns how many handlers were enriched
     (0 when tracking is off), so the config can call it unconditionally.
     """
-    mlflow_handlers = [handler for handler in handlers if isinstance(handler, MLFlowHandler)]
+    mlflow_handlers = only_mlflow_handlers(handlers)
     if not mlflow_handlers:
         return 0
     first = mlflow_handlers[0]
@@ -182,7 +187,7 @@ class TrackedRun:
     """
 
     def __init__(self, handlers: Iterable[Any]) -> None:
-        self.handlers = [handler for handler in handlers if isinstance(handler, MLFlowHandler)]
+        self.handlers = only_mlflow_handlers(handlers)
 
     def state_dict(self) -> dict[str, str]:
         run = next((handler.cur_run for handler in self.handlers if handler.cur_run is not None), None)

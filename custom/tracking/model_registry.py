@@ -27,9 +27,9 @@ from mlflow.entities import DatasetInput, InputTag
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import Schema, TensorSpec
-from monai.handlers import MLFlowHandler
 
 from custom.conventions import REPO_ROOT
+from custom.tracking.mlflow_logging import only_mlflow_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class RunRecords:
     """
 
     def __init__(self, handlers: Iterable[Any], datalist_file: str, model_file: str, register_model: str = "") -> None:
-        self.handlers = [handler for handler in handlers if isinstance(handler, MLFlowHandler)]
+        self.handlers = only_mlflow_handlers(handlers)
         self.datalist_file = datalist_file
         self.model_file = Path(model_file)
         self.register_model = register_model
