@@ -19,6 +19,7 @@ from custom.evaluation.quality_benchmark import (
     DEFAULT_EXPERIMENT,
     DEFAULT_OUTPUT,
     DEFAULT_REAL_LOW_DOSE_SLICES,
+    parse_method_setting,
     real_series_name,
     run,
 )
@@ -38,6 +39,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--datalist", type=Path, help="paired datalist JSON (default: simulated pairs of --data-dir)")
     data.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"real CT folder (default {DEFAULT_DATA_DIR})")
     data.add_argument("--max-test-slices", type=int, help="score an evenly spaced subset of the test split")
+    data.add_argument(
+        "--max-tuning-slices",
+        type=int,
+        help="tune the classical methods' strength on an evenly spaced subset of the validation split (BM3D: ~10 s a 512² slice)",
+    )
     real = parser.add_argument_group("real low dose without reference")
     real.add_argument(
         "--real-low-dose",
@@ -77,6 +83,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="false",
         help="false (random VGG19 features, offline), true (torchvision download) or a weights file",
     )
+    budget.add_argument(
+        "--set",
+        dest="method_settings",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="a train.json override for one learned method, e.g. ours.n_critic=1 red_cnn.learning_rate=1e-4; "
+        "METHOD.iterations=N gives that method its own run length (equal training time for methods of unequal cost)",
+    )
     budget.add_argument("--num-workers", type=int, default=0, help="data loader workers (default 0)")
     budget.add_argument("--device", help="torch device for training and scoring (default: train.json's, CUDA if any)")
     parser.add_argument(
@@ -95,6 +111,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.backbone, args.iterations, args.batch_size, args.patch_size = "tf_efficientnetv2_b0", 1, 2, 32
         args.late_patch_size = args.patch_size
     args.val_every = args.val_every or max(1, args.iterations // 4)
+    settings: dict[str, dict[str, Any]] = {}
+    for text in args.method_settings:
+        try:
+            method, key, value = parse_method_setting(text)
+        except ValueError as error:
+            parser.error(f"--set {error}")
+        settings.setdefault(method, {})[key] = value
+    args.method_settings = settings
     if min(args.iterations, args.val_every, args.batch_size, args.patch_size, args.seeds, args.real_low_dose_slices) < 1:
         parser.error("--iterations, --val-every, --batch-size, --patch-size, --seeds and --real-low-dose-slices must be positive")
     repeated = sorted(name for name, count in Counter(map(real_series_name, args.real_low_dose)).items() if count > 1)

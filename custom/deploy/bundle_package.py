@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from custom.conventions import BUNDLE_DIR, CONFIG_DIR, EMBEDDED_DATA_DIR, META_FILE, REPO_ROOT, SHIPPED_MODEL_FILE
 from custom.errors import BundleInputError
@@ -34,7 +36,12 @@ CONFIG_FILES = (
     "multi_gpu_train.json",
     "logging.conf",
 )
-TOP_LEVEL_FILES = {"LICENSE": REPO_ROOT / "LICENSE", "requirements.txt": REPO_ROOT / "requirements.txt"}
+TOP_LEVEL_FILES = {
+    "LICENSE": REPO_ROOT / "LICENSE",
+    "requirements.txt": REPO_ROOT / "requirements.txt",
+    # the MONAI Deploy application; run inside the package it imports the package's own `custom`
+    "monai_deploy_app.py": REPO_ROOT / "scripts" / "monai_deploy_app.py",
+}
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 
@@ -53,6 +60,32 @@ def installed_versions(metadata: dict[str, Any]) -> dict[str, Any]:
         "numpy_version": np.__version__,
         "required_packages_version": required,
     }
+
+
+# metadata.json's version fields and the distribution each one states
+METADATA_VERSION_FIELDS = {"monai_version": "monai", "pytorch_version": "torch", "numpy_version": "numpy"}
+
+
+def requirement_conflicts(metadata: dict[str, Any], requirements_file: Path = REPO_ROOT / "requirements.txt") -> list[str]:
+    """The versions `metadata` states that the requirements file does not allow (or does not list), one line each:
+    a bundle must not claim to be tested with versions its own install would never give."""
+    requirements = {}
+    for line in requirements_file.read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text:
+            requirement = Requirement(text)
+            requirements[canonicalize_name(requirement.name)] = requirement
+    stated = {name: metadata[field] for field, name in METADATA_VERSION_FIELDS.items() if field in metadata}
+    stated.update(metadata.get("required_packages_version", {}))
+    problems = []
+    for name, stated_version in stated.items():
+        allowed = requirements.get(canonicalize_name(name))
+        if allowed is None:
+            if name not in METADATA_VERSION_FIELDS.values():  # MONAI's own fields may be indirect (numpy)
+                problems.append(f"{name} {stated_version}: required by metadata.json, not listed in {requirements_file.name}")
+        elif not allowed.specifier.contains(stated_version, prereleases=True):
+            problems.append(f"{name} {stated_version}: outside {requirements_file.name}'s '{allowed}'")
+    return problems
 
 
 def write_configs(target: Path) -> None:

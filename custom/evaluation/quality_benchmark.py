@@ -20,8 +20,9 @@ Results are mean ± std over test slices (pooled over seeds) and, with `--seeds`
 Every run (learned, classical, LDCT) is an MLflow run in one experiment (`--experiment`) of one SQLite store
 (`--tracking-uri`, default <output>/mlruns.db), so `mlflow ui --backend-store-uri <uri>` or
 `scripts/compare_runs.py` compares them. A Markdown table goes to stdout and <output>/quality.md, the full record
-(per-slice scores included) to <output>/quality.json, and the learned runs' validation PSNR/SSIM over training
-to <output>/validation_curves.png.
+(per-slice scores included) to <output>/quality.json, the learned runs' validation PSNR/SSIM over training
+to <output>/validation_curves.png, and their training terms (the critic's Wasserstein estimate and gradient
+penalty, the L1 loss; running means) to <output>/training_curves.png.
 
 Data: `--datalist` takes any paired datalist: real Mayo pairs from scripts/prepare_mayo.py, or one full-dose volume
 (e.g. ../shared/data/mayo/L067_full_3mm.nii.gz) cut by scripts/prepare_volume.py into contiguous z-blocks for training,
@@ -52,6 +53,16 @@ Example (the reduced CPU budget documented in the model card, about 50 minutes o
     python scripts/benchmark_quality.py --iterations 120 --val-every 20 --batch-size 16 --patch-size 64 \\
         --learning-rate 1e-4 --seeds 2 --max-test-slices 10
 
+Equal training time for methods of unequal cost: `--set METHOD.KEY=VALUE` overrides any train.json id for one
+learned method, and `METHOD.iterations=N` gives it its own run length; the report's "training budget" table shows
+each run's iterations and seconds spent in training iterations (validation excluded). The Mayo-domain comparison of
+the model card (L067 z-blocks with calibrated simulated quarter dose; prepared by scripts/prepare_volume.py):
+    python scripts/benchmark_quality.py --datalist /data/l067_zblocks/datalist.json --methods ours red_cnn bm3d tv \
+        --seeds 3 --backbone tf_efficientnetv2_b0 --batch-size 16 --learning-rate 3e-4 --iterations 310 \
+        --val-every 155 --adversarial-warmup 155 --set ours.n_critic=1 ours.lambda_perceptual=0 red_cnn.iterations=155 \
+        --max-test-slices 14 --max-tuning-slices 7 --real-low-dose ../shared/data/mayo/L109_quarter_3mm \
+        --real-low-dose-slices 8
+
 Classical methods only, with the no-reference report on real Mayo quarter dose (minutes on 2 cores):
     python scripts/benchmark_quality.py --methods bm3d --quick --max-test-slices 4 \\
         --real-low-dose ../shared/data/mayo/L109_quarter_3mm --real-low-dose-slices 8
@@ -67,7 +78,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -126,7 +137,7 @@ LEARNED_METHODS: dict[str, dict[str, Any]] = {
     },
 }
 LABELS = {
-    "ours": "ours: EfficientNetV2 + WGAN-GP (adv + L1 + perceptual)",
+    "ours": "ours: EfficientNetV2 + WGAN-GP (train.json's losses)",
     "ours_no_adv": "ours without adversarial term (L1 + perceptual)",
     "ours_l1": "ours, L1 only",
     "red_cnn": "RED-CNN (MSE), same trainer",
@@ -141,6 +152,7 @@ METRICS = ("psnr", "ssim", "rmse")
 HEADLINE = HEADLINE_METRIC
 WINDOW_NAMES = tuple(window.name for window in EVALUATION_WINDOWS)
 TARGET_MARGIN_DB = 0.3
+TRAINING_CURVES = ("train_wasserstein_distance", "train_gradient_penalty", "train_loss_l1")
 DEFAULT_REAL_LOW_DOSE_SLICES = 16
 # no-reference measures logged to MLflow per run (as real_<series>_<measure>) and shown in quality.md
 NO_REFERENCE_COLUMNS = {
@@ -438,15 +450,21 @@ class Budget:
     num_workers: int
     device: str | None
     late_patch_size: int | None = None
+    # per learned method: train.json overrides on top of the shared budget (`--set METHOD.KEY=VALUE`); the key
+    # "iterations" changes that method's run length, so methods of unequal cost can get equal training time
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def overrides(self) -> dict[str, Any]:
+    def iterations_of(self, method: str) -> int:
+        return int(self.method_settings.get(method, {}).get("iterations", self.iterations))
+
+    def overrides(self, method: str) -> dict[str, Any]:
         values: dict[str, Any] = {
             "from_scratch": True,  # every method trains from its initialisation, not from the shipped model
             "backbone": self.backbone,
             "batch_size": self.batch_size,
             "patch_size": self.patch_size,
             "epoch_length": self.val_every,
-            "max_epochs": math.ceil(self.iterations / self.val_every),
+            "max_epochs": math.ceil(self.iterations_of(method) / self.val_every),
             "val_interval": 1,
             "num_workers": self.num_workers,
             "perceptual_pretrained": {"true": True, "false": False}.get(
@@ -461,7 +479,27 @@ class Budget:
             values["late_patch_size"] = self.late_patch_size
         if self.device:
             values["device"] = f"$torch.device('{self.device}')"
+        values.update(LEARNED_METHODS[method])
+        values.update({key: value for key, value in self.method_settings.get(method, {}).items() if key != "iterations"})
         return values
+
+
+def parse_method_setting(text: str) -> tuple[str, str, Any]:
+    """`METHOD.KEY=VALUE` -> (method, key, value); VALUE is read as JSON where it parses (numbers, true, lists),
+    else kept as a string. The key must be a train.json id or "iterations", so a typo fails before any training."""
+    target, separator, raw = text.partition("=")
+    method, dot, key = target.partition(".")
+    if not separator or not dot or not key:
+        raise ValueError(f"{text!r}: expected METHOD.KEY=VALUE, e.g. red_cnn.learning_rate=1e-4")
+    if method not in LEARNED_METHODS:
+        raise ValueError(f"{text!r}: {method!r} is not a learned method ({', '.join(LEARNED_METHODS)})")
+    if key != "iterations" and key not in ConfigParser.load_config_file(str(TRAIN_CONFIG)):
+        raise ValueError(f"{text!r}: {key!r} is not an id of {TRAIN_CONFIG.name} (nor 'iterations')")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return method, key, value
 
 
 def train_and_score(
@@ -489,8 +527,7 @@ def train_and_score(
             meta_file=str(META_FILE),
             workflow_type="train",
             tracking="mlflow",
-            **budget.overrides(),
-            **LEARNED_METHODS[method],
+            **budget.overrides(method),
             seed=seed,
             datalist=str(datalist),
             bundle_root=str(bundle_root),
@@ -500,20 +537,20 @@ def train_and_score(
         )
         workflow.initialize()
         trainer = workflow.parser.get_parsed_content("train#trainer")
-        if budget.train_seconds:
-            deadline = time.monotonic() + budget.train_seconds
+        iteration_seconds = [0.0]  # time in training iterations, without validation and checkpoints: the budget
 
-            @trainer.on(Events.EPOCH_COMPLETED)
-            def _stop_at_deadline(engine: Any) -> None:  # after the epoch's validation, so model.pt is current
-                if time.monotonic() >= deadline:
-                    engine.terminate()
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def _count_and_stop(engine: Any) -> None:  # runs after the epoch's validation, so model.pt is current
+            iteration_seconds[0] += engine.state.times[Events.EPOCH_COMPLETED.name]
+            if budget.train_seconds and iteration_seconds[0] >= budget.train_seconds:
+                engine.terminate()
 
         start = time.perf_counter()
         try:
             workflow.run()  # raises NonFiniteLossError if a loss went NaN/Inf
         finally:
             workflow.finalize()
-        train_seconds = time.perf_counter() - start
+        wall_seconds = time.perf_counter() - start
 
     network = workflow.parser.get_parsed_content("network")
     inferer = workflow.parser.get_parsed_content("validate#inferer")
@@ -529,7 +566,8 @@ def train_and_score(
     record = {
         "seed": seed,
         "scores": scores,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(iteration_seconds[0], 1),
+        "wall_seconds": round(wall_seconds, 1),
         "iterations": trainer.state.iteration,
         "test_seconds": round(time.perf_counter() - start, 1),
         "parameters_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 2),
@@ -664,9 +702,28 @@ def markdown_report(result: dict[str, Any]) -> str:
                 f"{_cell(stats[f'ssim_{window}'], 4)} | {_cell(stats[f'rmse_{window}'], 2)} | " + " | ".join(delta_cells) + " |"
             )
         lines.append("")
+    lines += training_budget_report(methods, result["budget"]["method_settings"])
     if "no_reference" in result:
         lines += no_reference_report(result)
     return "\n".join(lines)
+
+
+def training_budget_report(methods: dict[str, Any], settings: dict[str, dict[str, Any]]) -> list[str]:
+    """What each learned method got: its own settings (`--set`), iterations and time in training iterations
+    (validation and checkpoints not counted), per seed, so "the same budget" can be checked."""
+    learned = {method: record["runs"] for method, record in methods.items() if method in LEARNED_METHODS}
+    if not learned:
+        return []
+    lines = ["**Training budget** (per seed; seconds in training iterations, without validation)", ""]
+    lines += ["| method | own settings | iterations | training s | wall s (with validation) |", "|---|---|---|---|---|"]
+    for method, runs in learned.items():
+        own = ", ".join(
+            f"{key} {value['_target_'].rsplit('.', 1)[-1] if isinstance(value, dict) else value}"
+            for key, value in {**LEARNED_METHODS[method], **settings.get(method, {})}.items()
+        )
+        cells = [" / ".join(str(run.get(key, "")) for run in runs) for key in ("iterations", "train_seconds", "wall_seconds")]
+        lines.append(f"| {LABELS[method]} | {own} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _mean_or_none(values: Sequence[float | int | None]) -> float | int | None:
@@ -777,6 +834,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.num_workers,
         args.device,
         args.late_patch_size,
+        args.method_settings,
     )
     methods = [m for m in ALL_METHODS if m in args.methods or m == REFERENCE_METHOD]
     if "bm3d" in methods and importlib.util.find_spec("bm3d") is None:
@@ -794,7 +852,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             assert seed is not None  # learned methods are the ones queued with a seed
             run = train_and_score(method, seed, budget, datalist, test_items, scoring, tracker, output_dir, real)
         elif method in CLASSICAL_METHODS:
-            run = tune_and_score(method, validation_items, test_items, scoring, tracker, args.quick, real)
+            tuning_items = evenly_spaced(validation_items, args.max_tuning_slices)
+            run = tune_and_score(method, tuning_items, test_items, scoring, tracker, args.quick, real)
         else:
             run = score_input(test_items, scoring, tracker, real)
         runs_by_method.setdefault(method, []).append(run)
@@ -829,12 +888,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if real:
         result["no_reference"] = summarise_no_reference(runs_by_method, real)
     run_ids = [run["mlflow_run_id"] for runs in runs_by_method.values() for run in runs if run.get("mlflow_run_id")]
-    compare_runs.plot_curves(
-        tracker.client,
-        [tracker.client.get_run(run_id) for run_id in run_ids],
-        compare_runs.DEFAULT_CURVES,
-        output_dir / "validation_curves.png",
-    )
+    tracked = [tracker.client.get_run(run_id) for run_id in run_ids]
+    compare_runs.plot_curves(tracker.client, tracked, compare_runs.DEFAULT_CURVES, output_dir / "validation_curves.png")
+    learned = [run for run in tracked if run.data.params.get("method") in LEARNED_METHODS]
+    if learned:  # is the adversarial game stable: critic's Wasserstein estimate, its gradient penalty, the L1 term
+        compare_runs.plot_curves(tracker.client, learned, TRAINING_CURVES, output_dir / "training_curves.png")
     table = markdown_report(result)
     print(table)
     if result["targets"]:

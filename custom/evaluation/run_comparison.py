@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -34,6 +35,7 @@ from custom.io.atomic_output import atomic_output, write_text_atomically
 DEFAULT_CURVES = (HEADLINE_METRIC, f"ssim_{PRIMARY_WINDOW.name}")
 # per-iteration training curves are too many columns for a table; they stay in MLflow
 TRAINING_METRIC_PREFIX = "train_"
+TRAINING_CURVE_WINDOW = 10
 RUN_NAME_TAG = "mlflow.runName"
 
 
@@ -86,11 +88,24 @@ def runs_table(runs: Sequence[Run], params: Sequence[str], metrics: Sequence[str
     return "\n".join(lines) + "\n"
 
 
+def is_training_metric(metric: str) -> bool:
+    return metric.startswith(TRAINING_METRIC_PREFIX)
+
+
+def moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    """Per-iteration training terms are noisy: the plot shows their running mean over `window` iterations."""
+    array = np.asarray(values, dtype=float)
+    if window <= 1 or len(array) < window:
+        return array
+    return np.convolve(array, np.ones(window) / window, mode="valid")
+
+
 def metric_curve(client: MlflowClient, run: Run, metric: str) -> list[tuple[float, float]]:
-    """(training step, value) of one metric, steps scaled by the run's `epoch_length` when it has one."""
+    """(training step, value) of one metric. Validation metrics are logged per epoch: their steps are scaled by the
+    run's `epoch_length` when it has one; training metrics (`train_...`) are logged per iteration already."""
     history = client.get_metric_history(run.info.run_id, metric)
     scale = run.data.params.get("epoch_length")
-    factor = int(scale) if scale and scale.isdigit() else 1
+    factor = int(scale) if scale and scale.isdigit() and not is_training_metric(metric) else 1
     return sorted((point.step * factor, point.value) for point in history)
 
 
@@ -108,10 +123,14 @@ def plot_curves(client: MlflowClient, runs: Sequence[Run], metrics: Sequence[str
             style = {"label": run_label(run), "color": f"C{index % 10}"}  # a run keeps its colour in every panel
             if len(curve) == 1:
                 axis.axhline(values[0], linestyle="--", linewidth=1, **style)
+            elif is_training_metric(metric):
+                smoothed = moving_average(values, TRAINING_CURVE_WINDOW)
+                axis.plot(steps[len(steps) - len(smoothed) :], smoothed, linewidth=1, **style)
             else:
                 axis.plot(steps, values, marker="o", markersize=3, **style)
             drawn += 1
-        axis.set_title(f"validation {metric}")
+        window = f" (running mean of {TRAINING_CURVE_WINDOW} iterations)" if is_training_metric(metric) else ""
+        axis.set_title(f"{'training' if is_training_metric(metric) else 'validation'} {metric}{window}")
         axis.set_xlabel("training iteration" if any_scaled else "epoch")
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 from monai.data import ImageReader
 from monai.transforms import LoadImaged
@@ -23,6 +24,7 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 from pydicom.misc import is_dicom
 
 from custom.data.datalist import load_paired_datalist
+from custom.data.pair_checks import value_problem
 from custom.errors import BundleInputError
 from custom.io.dicom_series import CTSeries, DicomSeriesError, candidate_files, find_ct_series, load_ct_series
 from custom.io.output_folders import writable_folder
@@ -120,16 +122,31 @@ def dicom_entries(series: list[CTSeries], root: Path) -> list[dict]:
     return entries
 
 
+def nifti_entry(path: Path, root: Path) -> dict:
+    """The datalist entry of a NIfTI volume whose values are usable HU. DICOM series are checked by their reader;
+    a NIfTI file can hold NaN, raw stored values or normalised intensities, which the network would turn into
+    garbage without a word, so its voxels are read once here, before any volume is denoised."""
+    try:
+        image: Any = nib.load(path)  # a NIfTI image; nibabel types load() as its base class
+        hu = np.asanyarray(image.dataobj, dtype=np.float32)  # with the file's scaling applied
+    except Exception as error:  # nibabel raises several types for damaged files; all mean the same here
+        raise BundleInputError(f"'{path}' cannot be read as a NIfTI volume: {error}") from error
+    problem = value_problem(hu)
+    if problem:
+        raise BundleInputError(f"'{path}': {problem}; nothing was denoised")
+    return {"image": str(path), OUTPUT_NAME_KEY: relative_name(path, root)}
+
+
 def volumes_at(path: Path, root: Path) -> list[dict]:
     """Datalist entries for one input path: a NIfTI file, a DICOM file, or a folder of either (recursively)."""
     if path.is_file():
         if is_nifti(path):
-            return [{"image": str(path), OUTPUT_NAME_KEY: relative_name(path, root)}]
+            return [nifti_entry(path, root)]
         return dicom_entries([load_ct_series([path])], root)
     files = candidate_files(path)
     if not files:
         raise DicomSeriesError(f"{path}: folder is empty, nothing to denoise")
-    nifti = [{"image": str(file), OUTPUT_NAME_KEY: relative_name(file, root)} for file in files if is_nifti(file)]
+    nifti = [nifti_entry(file, root) for file in files if is_nifti(file)]
     entries = dicom_entries(find_ct_series(path), root) + nifti
     if not entries:
         raise DicomSeriesError(f"{path}: no DICOM CT series and no .nii/.nii.gz volumes found")

@@ -2,8 +2,10 @@
 
 MONAI's `MLFlowHandler` logs params, metrics and the executed config. To compare runs and reuse their results a
 user also needs the git commit (and whether the tree was dirty), the datalist as a dataset input with its content
-hash, and the final generator as an MLflow model that `mlflow.pyfunc.load_model(uri).predict(hu)` runs on HU
-arrays, optionally registered under a name. `attach_run_records` adds all of it to the run the handlers log to.
+hash, the final generator as an MLflow model that `mlflow.pyfunc.load_model(uri).predict(hu)` runs on HU
+arrays (optionally registered under a name), and the machine's load while it trained (MLflow's system metrics:
+CPU, memory, disk, network, GPU, sampled by a thread; they need `psutil`). `RunRecords` adds all of it to the run
+the handlers log to.
 """
 
 from __future__ import annotations
@@ -129,20 +131,52 @@ class RunRecords:
         datalist_file: the training datalist (logged as the run's dataset input with its hash).
         model_file: the model file training leaves (`bundle/models/model.pt`), logged when the run completes.
         register_model: also register the logged model under this name ('' for no registration).
+        system_metrics_interval: seconds between samples of MLflow's system metrics (`system/...`); 0 for none.
     """
 
-    def __init__(self, handlers: Iterable[Any], datalist_file: str, model_file: str, register_model: str = "") -> None:
+    def __init__(
+        self,
+        handlers: Iterable[Any],
+        datalist_file: str,
+        model_file: str,
+        register_model: str = "",
+        system_metrics_interval: float = 10.0,
+    ) -> None:
         self.handlers = only_mlflow_handlers(handlers)
         self.datalist_file = datalist_file
         self.model_file = Path(model_file)
         self.register_model = register_model
+        self.system_metrics_interval = system_metrics_interval
+        self.system_metrics: Any = None  # mlflow's SystemMetricsMonitor while it samples
         self.run_id = ""
         self.tracking_uri = ""
 
     def attach(self, engine: Engine) -> None:
         if self.handlers:
             engine.add_event_handler(Events.STARTED, self.record_lineage)
+            engine.add_event_handler(Events.STARTED, self.start_system_metrics)
+            engine.add_event_handler(Events.COMPLETED, self.stop_system_metrics)
             engine.add_event_handler(Events.COMPLETED, self.log_model)
+
+    def start_system_metrics(self, engine: Engine) -> None:
+        """Sample the machine's load into the run; a resumed training continues the run's system-metric steps.
+        The sampling thread also stops by itself once the run is no longer RUNNING (a crashed training)."""
+        if not self.run_id or self.system_metrics_interval <= 0:
+            return
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        except ImportError as error:  # psutil is a requirement; a hand-made environment may lack it
+            logger.warning(f"no MLflow system metrics: {error}")
+            return
+        self.system_metrics = SystemMetricsMonitor(
+            self.run_id, sampling_interval=self.system_metrics_interval, resume_logging=True, tracking_uri=self.tracking_uri
+        )
+        self.system_metrics.start()
+
+    def stop_system_metrics(self, engine: Engine) -> None:
+        if self.system_metrics is not None:
+            self.system_metrics.finish()
+            self.system_metrics = None
 
     def record_lineage(self, engine: Engine) -> None:
         handler = self.handlers[0]

@@ -242,6 +242,21 @@ def mixed_image_sizes(folder: Path) -> Path:
     return files[0]
 
 
+def nan_nifti(folder: Path) -> Path:
+    volume = np.full((16, 16, 2), 40.0, dtype=np.float32)
+    volume[:8] = -1000.0
+    volume[3, 4, 1] = np.nan
+    folder.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / "nan.nii.gz")
+    return folder / "nan.nii.gz"
+
+
+def normalised_nifti(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((16, 16, 2), dtype=np.float32), np.eye(4)), folder / "n.nii")
+    return folder / "n.nii"
+
+
 def empty(folder: Path) -> Path:
     folder.mkdir(parents=True)
     return folder
@@ -255,6 +270,8 @@ def empty(folder: Path) -> Path:
         (no_rescale_slope, "RescaleSlope missing"),
         (mixed_image_sizes, "one volume needs one image size"),
         (empty, "folder is empty"),
+        (nan_nifti, "1 voxels are NaN or infinite"),
+        (normalised_nifti, "already normalised, not HU"),
     ],
 )
 def test_bad_input_names_the_file(

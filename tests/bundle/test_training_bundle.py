@@ -68,6 +68,7 @@ def training_command(repo_root: Path, bundle_root: Path, default_datalist: str) 
     (bundle_root / "data").mkdir(parents=True)
     (bundle_root / "data" / "default").symlink_to(Path(default_datalist).parent)
     overrides = {**TINY, "epoch_length": 2, "max_epochs": 3, "val_interval": 3, "late_patch_size": 64, "lambda_perceptual": 0}
+    overrides["system_metrics_interval"] = 0.5
     overrides["bundle_root"] = bundle_root
     command = [sys.executable, "-m", "monai.bundle", *bundle_command(repo_root, "train.json", overrides=overrides)]
     command[4:4] = ["--tracking", "mlflow"]
@@ -104,6 +105,7 @@ def test_training_records_its_run_and_a_killed_training_resumes_exactly(
     assert -1 <= run.data.metrics["ssim_w400"] <= 1
     assert "denoiser" in [artifact.path for artifact in client.list_artifacts(run.info.run_id)]  # the MLflow model
     assert run.data.tags["mlflow.source.git.commit"] and run.inputs.dataset_inputs  # lineage: code and data
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
     warmup = int(run.data.params["adversarial_warmup"])  # default: the first 20 % of the iterations
     assert warmup == int(run.data.params["total_iterations"]) // 5 == 1
     for term, first_step in {

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from builders import write_ct_series
 
+from custom.deploy.bundle_package import requirement_conflicts
 from custom.errors import BundleInputError
 from custom.networks.model_file import read_model_file
 
@@ -48,6 +49,7 @@ def test_packaged_bundle_passes_the_zoo_checks_and_denoises_a_dicom_series_alone
         "docs/README.md",
         "LICENSE",
         "custom/__init__.py",
+        "monai_deploy_app.py",
     ):
         assert (package / name).is_file(), name
     assert json.loads((package / "configs/inference.json").read_text())["bundle_root"] == "."
@@ -74,3 +76,20 @@ def test_package_target_that_is_not_empty_is_refused_and_left_alone(tmp_path: Pa
     with pytest.raises(BundleInputError, match="does not exist"):
         package_bundle(tmp_path / "new", model_file=tmp_path / "missing.pt")
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_repository_metadata_states_versions_its_requirements_allow(repo_root: Path, tmp_path: Path) -> None:
+    metadata = json.loads((repo_root / "bundle" / "configs" / "metadata.json").read_text())
+    assert requirement_conflicts(metadata) == []
+    # the check can fail: a version the requirements exclude, and a package they do not list
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("monai[fire]>=1.5,<1.7  # comment\ntorch>=2.4\ntimm>=1.0.9,<2\n")
+    stated = {
+        "monai_version": "1.7.0",
+        "pytorch_version": "2.5.1",
+        "required_packages_version": {"timm": "1.0.9", "mlflow": "3.0"},
+    }
+    assert requirement_conflicts(stated, requirements) == [
+        "monai 1.7.0: outside requirements.txt's 'monai[fire]<1.7,>=1.5'",
+        "mlflow 3.0: required by metadata.json, not listed in requirements.txt",
+    ]

@@ -3,12 +3,13 @@
 The SDK (`monai-deploy-app-sdk` with Holoscan) is not a project requirement: installed next to MONAI it is imported
 by every `import monai`. The application test runs where it is importable, e.g. in a separate environment:
 `python -m venv /tmp/deployenv && /tmp/deployenv/bin/pip install monai-deploy-app-sdk`, then
-`/tmp/deployenv/bin/python -m pytest tests/test_monai_deploy.py`. Elsewhere it skips with the import error.
+`/tmp/deployenv/bin/python -m pytest tests/deploy/test_monai_deploy.py` (with the project installed there too). Elsewhere it skips with the import error.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from custom.deploy.hu_preserving_bundle_operator import (
     HUPreservingBundleInferenceOperator,
     hu_volume_for_dicom,
 )
+from custom.networks.model_file import WEIGHTS_KEY, save_model_file
 
 HU_MIN, HU_MAX = -1024.0, 3072.0  # the bundle's normalisation window (inference.json hu_min / hu_max)
 SLICE_SHIFTS_HU = (0, 150, -300)  # each slice of the synthetic series is distinguishable
@@ -99,18 +101,45 @@ def expected_denoised_hu(network: torch.nn.Module, hu_slice: np.ndarray) -> np.n
     return np.where(outside, hu_slice, hu)
 
 
+def run_application(app: Path, model_file: Path, tmp_path: Path, cwd: Path, env: dict[str, str] | None = None) -> Path:
+    """Run the application on a fresh 3-slice series; returns the output folder."""
+    output = tmp_path / "output"
+    command = [sys.executable, str(app), "-i", str(tmp_path / "input"), "-o", str(output), "-m", str(model_file)]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return output
+
+
 @requires_sdk
 def test_application_writes_denoised_hu_series(tmp_path: Path, repo_root: Path) -> None:
     network = perturbed_tiny_generator()
     model_file = export_torchscript_bundle(network, tmp_path)
     sources = write_ct_series(tmp_path / "input")
-    output = tmp_path / "output"
-    command = [sys.executable, str(repo_root / "scripts" / "monai_deploy_app.py"), "-i", str(tmp_path / "input")]
-    result = subprocess.run(
-        [*command, "-o", str(output), "-m", str(model_file)], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = run_application(repo_root / "scripts" / "monai_deploy_app.py", model_file, tmp_path, cwd=tmp_path)
+    check_denoised_series(output, sources, network)
 
+
+@requires_sdk
+@pytest.mark.slow
+def test_application_runs_from_the_packaged_bundle(tmp_path: Path) -> None:
+    """The packaged bundle alone (repository off the path): ckpt_export of its model, then its copy of the app."""
+    from custom.deploy.bundle_package import package_bundle
+
+    network = perturbed_tiny_generator()
+    package = package_bundle(tmp_path / "package", model_file=save_model_file(tmp_path / "model.pt", network))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    export = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", "models/model.ts"]
+    export += ["--ckpt_file", "models/model.pt", "--key_in_ckpt", WEIGHTS_KEY, "--meta_file", "configs/metadata.json"]
+    export += ["--config_file", "configs/inference.json"]
+    result = subprocess.run(export, cwd=package, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sources = write_ct_series(tmp_path / "input")
+    output = run_application(package / "monai_deploy_app.py", package / "models" / "model.ts", tmp_path, package, env)
+    check_denoised_series(output, sources, network)
+
+
+def check_denoised_series(output: Path, sources: list[Path], network: torch.nn.Module) -> None:
+    """One derived slice per source slice, in HU, equal to the bundle's pipeline run independently."""
     written = sorted(output.glob("*.dcm"))
     assert len(written) == len(sources)
     source_by_uid = {pydicom.dcmread(path).SOPInstanceUID: pydicom.dcmread(path) for path in sources}

@@ -55,8 +55,24 @@ def quality_run(script: ScriptLoader, tmp_path_factory: pytest.TempPathFactory) 
     data_dir = tmp_path_factory.mktemp("paired")
     datalist = write_synthetic_datalist(data_dir)
     output_dir = tmp_path_factory.mktemp("quality")
-    result = script("benchmark_quality").main(["--quick", "--datalist", str(datalist), "--output-dir", str(output_dir)])
+    arguments = ["--quick", "--datalist", str(datalist), "--output-dir", str(output_dir)]
+    result = script("benchmark_quality").main([*arguments, "--set", "red_cnn.iterations=2", "red_cnn.learning_rate=2e-4"])
     return result, output_dir, datalist
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("red_cnn.learning_rate", "expected METHOD.KEY=VALUE"),
+        ("bm3d.iterations=3", "'bm3d' is not a learned method"),
+        ("ours.learning_rte=1e-4", "'learning_rte' is not an id of train.json"),
+    ],
+)
+def test_a_bad_method_setting_is_refused_before_training(script: ScriptLoader, text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        benchmark_quality.parse_method_setting(text)
+    assert benchmark_quality.parse_method_setting("ours.n_critic=1") == ("ours", "n_critic", 1)
+    assert benchmark_quality.parse_method_setting("ours.perceptual_network=vgg19") == ("ours", "perceptual_network", "vgg19")
 
 
 @pytest.mark.slow
@@ -71,10 +87,12 @@ def test_quality_table_has_every_method_and_convention(quality_run: tuple[dict, 
         assert 0 < record["summary"]["ssim_w400"]["mean"] <= 1
     table = (output_dir / "quality.md").read_text()
     assert "[-160, 240] HU, data range 400" in table and "[-1000, 1000] HU, data range 2000" in table
-    for label in benchmark_quality.LABELS.values():
-        assert table.count(f"| {label} |") == 2, label  # one row per convention
+    for method, label in benchmark_quality.LABELS.items():
+        # one row per convention, and the learned ones a row in the training-budget table
+        assert table.count(f"| {label} |") == 2 + (method in benchmark_quality.LEARNED_METHODS), label
     assert json.loads((output_dir / "quality.json").read_text())["methods"].keys() == result["methods"].keys()
     assert (output_dir / "validation_curves.png").read_bytes().startswith(PNG_MAGIC)
+    assert (output_dir / "training_curves.png").read_bytes().startswith(PNG_MAGIC)
     assert "ours_minus_red_cnn_psnr_w400_db" in result["targets"]
     noise = result["soft_tissue_noise_std_hu"]
     assert set(noise) == {"training", "validation", "test"} and all(0 < std < 500 for std in noise.values())
@@ -118,6 +136,10 @@ def test_every_quality_run_is_in_one_mlflow_experiment(script: ScriptLoader, qua
         assert "test_psnr_w400" in run.data.metrics and "test_ssim_w2000" in run.data.metrics
     red_cnn = next(run for run in runs if run.data.params["method"] == "red_cnn")
     assert red_cnn.data.params["lambda_mse"] == "1.0" and red_cnn.data.params["n_critic"] == "0"
+    # --set: RED-CNN alone got 2 iterations and its own learning rate; the others kept the shared budget
+    assert red_cnn.data.params["learning_rate"] == "0.0002" and result["methods"]["red_cnn"]["runs"][0]["iterations"] == 2
+    assert result["methods"]["ours"]["runs"][0]["iterations"] == 1
+    assert "iterations 2, learning_rate 0.0002 | 2 |" in (output_dir / "quality.md").read_text()
     assert not list(Path.cwd().glob("mlruns"))  # artifacts stay under the output folder
 
     summary = script("compare_runs").main(
@@ -160,6 +182,11 @@ def test_speed_json_has_every_variant_or_a_reason(script: ScriptLoader, tmp_path
     assert training["status"] == "ok" and training["patches_per_s"] > 0 and training["n_critic"] >= 1
     table = (tmp_path / "speed.md").read_text()
     assert all(variant in table for variant in benchmark_speed.VARIANTS)
+
+
+def test_training_curves_are_a_running_mean() -> None:
+    np.testing.assert_allclose(run_comparison.moving_average([1, 2, 3, 4, 5], 2), [1.5, 2.5, 3.5, 4.5])
+    np.testing.assert_allclose(run_comparison.moving_average([1, 2], 10), [1, 2])  # shorter than the window: as is
 
 
 def test_compile_that_takes_too_long_is_reported_as_skipped() -> None:
@@ -213,6 +240,8 @@ def test_compare_runs_table_and_plot(script: ScriptLoader, tmp_path: Path, capsy
         if r.data.tags["mlflow.runName"] == "wgan"
     )
     assert run_comparison.metric_curve(client, wgan, "psnr_w400") == [(10, 28.0), (20, 29.0), (30, 30.0)]
+    # training terms are logged per iteration: their steps are not scaled by epoch_length
+    assert run_comparison.metric_curve(client, wgan, "train_loss") == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
     assert json.loads((tmp_path / "summary.json").read_text())["runs"][0]["run"] == "wgan"
     assert (tmp_path / "runs.md").read_text().strip() == table.strip()
 
