@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pydicom.data
@@ -198,7 +199,11 @@ def test_writer_decompresses_real_scans_exactly(shared_ct_dir: Path, tmp_path: P
 def test_inputs_from_folders_nifti_and_datalists(tmp_path: Path) -> None:
     write_ct_series(tmp_path / "in" / "patient" / "ct", [0.0, 5.0])
     nifti = tmp_path / "in" / "volume.nii.gz"
-    nifti.write_bytes(b"")  # listing does not open NIfTI files
+    nifti.write_bytes(b"")
+    with pytest.raises(BundleInputError, match=f"'{nifti}' cannot be read as a NIfTI volume"):
+        list_inference_inputs(tmp_path / "in", tmp_path / "out")  # listing reads NIfTI voxels: HU checked first
+    volume = np.where(np.arange(2 * 8 * 8).reshape(8, 8, 2) % 3 == 0, -1000.0, 40.0).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), nifti)
     entries = list_inference_inputs(tmp_path / "in", tmp_path / "out")
     assert sorted(entry["output_name"] for entry in entries) == ["patient_ct", "volume"]
     dicom_entry = next(entry for entry in entries if entry["output_name"] == "patient_ct")
