@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import math
@@ -480,9 +481,19 @@ class Budget:
             values["late_patch_size"] = self.late_patch_size
         if self.device:
             values["device"] = f"$torch.device('{self.device}')"
-        values.update(LEARNED_METHODS[method])
-        values.update({key: value for key, value in self.method_settings.get(method, {}).items() if key != "iterations"})
+        values.update({key: value for key, value in own_settings(method, self.method_settings).items() if key != "iterations"})
         return values
+
+
+def own_settings(method: str, method_settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What sets a learned method apart from the shared budget: its LEARNED_METHODS overrides, then its `--set`
+    values (which may hold "iterations", the run length, not a train.json id)."""
+    return {**LEARNED_METHODS[method], **method_settings.get(method, {})}
+
+
+@functools.cache
+def train_config_ids() -> frozenset[str]:
+    return frozenset(ConfigParser.load_config_file(str(TRAIN_CONFIG)))
 
 
 def parse_method_setting(text: str) -> tuple[str, str, Any]:
@@ -494,7 +505,7 @@ def parse_method_setting(text: str) -> tuple[str, str, Any]:
         raise ValueError(f"{text!r}: expected METHOD.KEY=VALUE, e.g. red_cnn.learning_rate=1e-4")
     if method not in LEARNED_METHODS:
         raise ValueError(f"{text!r}: {method!r} is not a learned method ({', '.join(LEARNED_METHODS)})")
-    if key != "iterations" and key not in ConfigParser.load_config_file(str(TRAIN_CONFIG)):
+    if key != "iterations" and key not in train_config_ids():
         raise ValueError(f"{text!r}: {key!r} is not an id of {TRAIN_CONFIG.name} (nor 'iterations')")
     try:
         value = json.loads(raw)
@@ -720,7 +731,7 @@ def training_budget_report(methods: dict[str, Any], settings: dict[str, dict[str
     for method, runs in learned.items():
         own = ", ".join(
             f"{key} {value['_target_'].rsplit('.', 1)[-1] if isinstance(value, dict) else value}"
-            for key, value in {**LEARNED_METHODS[method], **settings.get(method, {})}.items()
+            for key, value in own_settings(method, settings).items()
         )
         cells = [" / ".join(str(run.get(key, "")) for run in runs) for key in ("iterations", "train_seconds", "wall_seconds")]
         lines.append(f"| {LABELS[method]} | {own} | " + " | ".join(cells) + " |")

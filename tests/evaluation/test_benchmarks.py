@@ -68,7 +68,7 @@ def quality_run(script: ScriptLoader, tmp_path_factory: pytest.TempPathFactory) 
         ("ours.learning_rte=1e-4", "'learning_rte' is not an id of train.json"),
     ],
 )
-def test_a_bad_method_setting_is_refused_before_training(script: ScriptLoader, text: str, problem: str) -> None:
+def test_a_bad_method_setting_is_refused_before_training(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         benchmark_quality.parse_method_setting(text)
     assert benchmark_quality.parse_method_setting("ours.n_critic=1") == ("ours", "n_critic", 1)
