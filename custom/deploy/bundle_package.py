@@ -41,6 +41,8 @@ TOP_LEVEL_FILES = {
     "requirements.txt": REPO_ROOT / "requirements.txt",
     # the MONAI Deploy application; run inside the package it imports the package's own `custom`
     "monai_deploy_app.py": REPO_ROOT / "scripts" / "monai_deploy_app.py",
+    # the MONAI Label app; started from inside the package it serves the package
+    "monai_label_app/main.py": REPO_ROOT / "scripts" / "monai_label_app" / "main.py",
 }
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -124,5 +126,6 @@ def package_bundle(output: str | Path, model_file: str | Path = SHIPPED_MODEL_FI
         shutil.copytree(BUNDLE_DIR / "docs", folder / "docs", ignore=IGNORED)
         shutil.copytree(EMBEDDED_DATA_DIR, folder / "data" / "embedded", ignore=IGNORED)
         for name, source in TOP_LEVEL_FILES.items():
+            (folder / name).parent.mkdir(exist_ok=True)
             shutil.copy2(source, folder / name)
     return target

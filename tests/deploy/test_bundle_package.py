@@ -50,6 +50,7 @@ def test_packaged_bundle_passes_the_zoo_checks_and_denoises_a_dicom_series_alone
         "LICENSE",
         "custom/__init__.py",
         "monai_deploy_app.py",
+        "monai_label_app/main.py",
     ):
         assert (package / name).is_file(), name
     assert json.loads((package / "configs/inference.json").read_text())["bundle_root"] == "."
