@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from custom.conventions import IMAGE_KEY, LABEL_KEY
 from custom.errors import BundleInputError
+from custom.io.hu_values import value_problem
 from custom.io.output_folders import writable_folder
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ ALIGNMENT_HU_WINDOW = (-1000.0, 1000.0)  # air to bone: the body outline and org
 MIN_NCC = 0.5  # a best match below it: the two images do not show the same anatomy
 SHIFT_TOLERANCE_PIXELS = 0  # pairs from one acquisition share a grid: any peak off zero is a shift
 SPACING_TOLERANCE = 1e-3  # relative
-PLAUSIBLE_HU = (-10000.0, 40000.0)  # beyond it the values are raw stored values or garbage, not HU
-MIN_HU_SPREAD = 50.0  # a CT image spans air to tissue; less than this is blank or already normalised
 
 
 @functools.lru_cache(maxsize=4)  # a full-dose image is paired with several low-dose draws in a row
@@ -43,19 +42,6 @@ def load_hu(path: str) -> tuple[np.ndarray, np.ndarray]:
     array = np.asarray(image, dtype=np.float32)
     array = array if array.ndim == 2 else array[..., array.shape[-1] // 2]
     return array, np.asarray(image.affine, dtype=np.float64)
-
-
-def value_problem(hu: np.ndarray) -> str | None:
-    """Why `hu` is not a usable CT image in HU, or None."""
-    bad = int(np.count_nonzero(~np.isfinite(hu)))
-    if bad:
-        return f"{bad} voxels are NaN or infinite"
-    low, high = float(hu.min()), float(hu.max())
-    if low < PLAUSIBLE_HU[0] or high > PLAUSIBLE_HU[1]:
-        return f"values span [{low:g}, {high:g}], not HU (rescale slope/intercept not applied?)"
-    if high - low < MIN_HU_SPREAD:
-        return f"values span only [{low:g}, {high:g}]: the image is blank or already normalised, not HU"
-    return None
 
 
 def correlation_peak(moving: np.ndarray, fixed: np.ndarray) -> tuple[tuple[int, int], float, float]:

@@ -24,9 +24,9 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 from pydicom.misc import is_dicom
 
 from custom.data.datalist import load_paired_datalist
-from custom.data.pair_checks import value_problem
 from custom.errors import BundleInputError
 from custom.io.dicom_series import CTSeries, DicomSeriesError, candidate_files, find_ct_series, load_ct_series
+from custom.io.hu_values import value_problem
 from custom.io.output_folders import writable_folder
 
 DICOM_FILES_KEY = "dicom_files"
