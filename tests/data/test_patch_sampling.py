@@ -10,6 +10,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
+from monai.transforms import Compose
 
 SIZE, PATCH = 96, 16
 HU_MIN, HU_MAX = -1024.0, 3072.0
@@ -20,18 +21,14 @@ def patch_centres_in_air(repo_root: Path, background_patch_weight: float, draws:
     parser = ConfigParser()
     parser.read_config(repo_root / "bundle" / "configs" / "train.json")
     parser.update({"background_patch_weight": background_patch_weight, "patch_size": PATCH, "batch_size": 4})
-    sampling = parser.get_parsed_content("train#patch_sampling")[:4]  # weight map, body threshold, floor, crop
+    sampling = Compose(parser.get_parsed_content("train#patch_sampling"))  # the whole chain: flips keep air in air
     hu = np.full((1, SIZE, SIZE), -1000.0, dtype=np.float32)
     hu[:, SIZE // 2 :] = 40.0  # the lower half is soft tissue
     normalised = MetaTensor(torch.from_numpy((hu - HU_MIN) / (HU_MAX - HU_MIN)))
     in_air = 0
     for seed in range(draws // 4):
-        for transform in sampling:
-            if hasattr(transform, "set_random_state"):
-                transform.set_random_state(seed)
-        patches = {"image": normalised.clone(), "label": normalised.clone()}
-        for transform in sampling:
-            patches = transform(patches)
+        sampling.set_random_state(seed)
+        patches = sampling({"image": normalised.clone(), "label": normalised.clone()})
         in_air += sum(bool((patch["label"] < 0.1).all()) for patch in patches)
     return in_air / (4 * (draws // 4))
 
