@@ -20,6 +20,7 @@ from custom.evaluation.quality_benchmark import (
     DEFAULT_OUTPUT,
     DEFAULT_REAL_LOW_DOSE_SLICES,
     parse_method_setting,
+    parse_sweep,
     real_series_name,
     run,
 )
@@ -93,6 +94,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a train.json override for one learned method, e.g. ours.n_critic=1 red_cnn.learning_rate=1e-4; "
         "METHOD.iterations=N gives that method its own run length (equal training time for methods of unequal cost)",
     )
+    budget.add_argument(
+        "--sweep",
+        dest="sweep_texts",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="METHOD.KEY=V1,V2",
+        help="one run per value (and seed), the method's settings with only KEY changed, e.g. ours.lambda_adv=0,0.01 "
+        "ours.n_critic=1,5 ours.backbone=tf_efficientnetv2_b0,tf_efficientnetv2_s; quality.md ranks them by best "
+        "validation PSNR (the choice is made on validation, the test PSNR is shown beside it)",
+    )
     budget.add_argument("--num-workers", type=int, default=0, help="data loader workers (default 0)")
     budget.add_argument("--device", help="torch device for training and scoring (default: train.json's, CUDA if any)")
     parser.add_argument(
@@ -119,6 +131,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--set {error}")
         settings.setdefault(method, {})[key] = value
     args.method_settings = settings
+    try:
+        args.sweeps = [parse_sweep(text) for text in args.sweep_texts]
+    except ValueError as error:
+        parser.error(f"--sweep {error}")
     if min(args.iterations, args.val_every, args.batch_size, args.patch_size, args.seeds, args.real_low_dose_slices) < 1:
         parser.error("--iterations, --val-every, --batch-size, --patch-size, --seeds and --real-low-dose-slices must be positive")
     repeated = sorted(name for name, count in Counter(map(real_series_name, args.real_low_dose)).items() if count > 1)

@@ -63,6 +63,17 @@ the model card (L067 z-blocks with calibrated simulated quarter dose; prepared b
         --max-test-slices 14 --max-tuning-slices 7 --real-low-dose ../shared/data/mayo/L109_quarter_3mm \
         --real-low-dose-slices 8
 
+Sweeps (issue 11's choice of settings): `--sweep METHOD.KEY=V1,V2,...` (repeatable) adds one learned run per value
+and seed, named METHOD[KEY=VALUE]: the method as `--set` defines it with only that key changed (one factor at a
+time, not a grid). quality.md ranks each key's values, the centre included, by the best validation PSNR the run
+kept its model.pt for, and quality.json records the choice under "sweep"; the test PSNR stands beside it but chooses
+nothing. Every variant is a run of the MLflow experiment, with its settings as params. On the Mayo-domain split:
+    python scripts/benchmark_quality.py --datalist /data/l067_zblocks/datalist.json --methods ours --seeds 2 \
+        --backbone tf_efficientnetv2_b0 --batch-size 16 --learning-rate 3e-4 --iterations 310 --val-every 155 \
+        --adversarial-warmup 155 --set ours.n_critic=1 ours.lambda_perceptual=0 --max-test-slices 14 \
+        --sweep ours.lambda_adv=0,0.01 ours.n_critic=5 ours.adversarial_warmup=0,300 ours.patch_size=96 \
+        ours.backbone=tf_efficientnetv2_s ours.lambda_perceptual=0.1
+
 Classical methods only, with the no-reference report on real Mayo quarter dose (minutes on 2 cores):
     python scripts/benchmark_quality.py --methods bm3d --quick --max-test-slices 4 \\
         --real-low-dose ../shared/data/mayo/L109_quarter_3mm --real-low-dose-slices 8
@@ -76,6 +87,7 @@ import functools
 import importlib.util
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -153,6 +165,7 @@ METRICS = ("psnr", "ssim", "rmse")
 HEADLINE = HEADLINE_METRIC
 WINDOW_NAMES = tuple(window.name for window in EVALUATION_WINDOWS)
 TARGET_MARGIN_DB = 0.3
+VARIANT_OPEN = "["  # a sweep variant is named METHOD[KEY=VALUE]
 TRAINING_CURVES = ("train_wasserstein_distance", "train_gradient_penalty", "train_loss_l1")
 DEFAULT_REAL_LOW_DOSE_SLICES = 16
 # no-reference measures logged to MLflow per run (as real_<series>_<measure>) and shown in quality.md
@@ -485,10 +498,28 @@ class Budget:
         return values
 
 
+def base_method(name: str) -> str:
+    """The method a sweep variant changes ("ours" for "ours[lambda_adv=0.01]"); a method's own name otherwise."""
+    return name.split(VARIANT_OPEN, 1)[0]
+
+
+def is_learned(name: str) -> bool:
+    return base_method(name) in LEARNED_METHODS
+
+
+def label_of(name: str) -> str:
+    base = base_method(name)
+    return f"{LABELS[base]} {name[len(base) :]}".rstrip()
+
+
+def variant_name(method: str, key: str, value: Any) -> str:
+    return f"{method}{VARIANT_OPEN}{key}={json.dumps(value) if not isinstance(value, str) else value}]"
+
+
 def own_settings(method: str, method_settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What sets a learned method apart from the shared budget: its LEARNED_METHODS overrides, then its `--set`
-    values (which may hold "iterations", the run length, not a train.json id)."""
-    return {**LEARNED_METHODS[method], **method_settings.get(method, {})}
+    """What sets a learned method (or sweep variant) apart from the shared budget: its LEARNED_METHODS overrides,
+    then its `--set` values (which may hold "iterations", the run length, not a train.json id)."""
+    return {**LEARNED_METHODS[base_method(method)], **method_settings.get(method, {})}
 
 
 @functools.cache
@@ -514,6 +545,77 @@ def parse_method_setting(text: str) -> tuple[str, str, Any]:
     return method, key, value
 
 
+def parse_sweep(text: str) -> tuple[str, str, list[Any]]:
+    """`METHOD.KEY=V1,V2,...` -> (method, key, values), each value read and checked as `--set` reads it."""
+    target, _, raw = text.partition("=")
+    parsed = [parse_method_setting(f"{target}={item}") for item in raw.split(",") if item.strip()]
+    if not parsed:
+        raise ValueError(f"{text!r}: expected METHOD.KEY=V1,V2,..., e.g. ours.lambda_adv=0,0.001,0.01")
+    method, key, _ = parsed[0]
+    return method, key, [value for _, _, value in parsed]
+
+
+def add_sweep_variants(sweeps: Sequence[tuple[str, str, list[Any]]], method_settings: dict[str, dict[str, Any]]) -> list[str]:
+    """Register one variant per swept value, each the method's settings with that one key changed (one factor at a
+    time around the method as `--set` defines it); returns the variant names in order."""
+    names = []
+    for method, key, values in sweeps:
+        for value in values:
+            name = variant_name(method, key, value)
+            method_settings[name] = {**method_settings.get(method, {}), key: value}
+            names.append(name)
+    return names
+
+
+def sweep_report(result: dict[str, Any]) -> list[str]:
+    """Per swept key: the centre method and each value, ranked by best validation PSNR (the choice is made on
+    validation, never on the test split); test PSNR beside it."""
+    lines: list[str] = []
+    methods = result["methods"]
+    for key, entry in result.get("sweep", {}).items():
+        lines += [
+            f"**Sweep of {key}** around {label_of(entry['centre'])} (chosen on validation PSNR {HEADLINE}; mean over seeds)",
+            "",
+            "| value | best validation PSNR (dB) | test PSNR [-160, 240] | test PSNR [-1000, 1000] | training s |",
+            "|---|---|---|---|---|",
+        ]
+        for name, value in entry["candidates"].items():
+            runs = methods[name]["runs"]
+            validation = _mean_or_none([run.get("best_validation") for run in runs])
+            test = [float(np.mean([np.mean(run["scores"][f"psnr_{w}"]) for run in runs])) for w in WINDOW_NAMES]
+            seconds = _mean_or_none([run.get("train_seconds") for run in runs])
+            chosen = " (chosen)" if name == entry["chosen"] else ""
+            lines.append(
+                f"| {value}{chosen} | {'' if validation is None else f'{validation:.3f}'} | {test[0]:.2f} | {test[1]:.2f} | "
+                f"{'' if seconds is None else f'{seconds:.0f}'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def summarise_sweep(
+    sweeps: Sequence[tuple[str, str, list[Any]]], runs_by_method: dict[str, list[dict[str, Any]]], budget: Budget
+) -> dict[str, Any]:
+    """quality.json's "sweep": per swept key, the candidates (the centre method, if it ran, and each variant) and
+    the one with the best mean best-validation PSNR."""
+    summary: dict[str, Any] = {}
+    for method, key, values in sweeps:
+        candidates: dict[str, Any] = {}
+        if method in runs_by_method:
+            centre = {"iterations": budget.iterations_of(method), **budget.overrides(method)}
+            candidates[method] = centre.get(key, ConfigParser.load_config_file(str(TRAIN_CONFIG)).get(key))
+        candidates.update({variant_name(method, key, value): value for value in values})
+        validation = {name: _mean_or_none([run.get("best_validation") for run in runs_by_method[name]]) for name in candidates}
+        measured = {name: value for name, value in validation.items() if value is not None}
+        summary[f"{method}.{key}"] = {
+            "centre": method,
+            "candidates": candidates,
+            "best_validation": validation,
+            "chosen": max(measured, key=measured.__getitem__) if measured else None,
+        }
+    return summary
+
+
 def train_and_score(
     method: str,
     seed: int,
@@ -529,7 +631,7 @@ def train_and_score(
     (and on the real low-dose series, without reference)."""
     from ignite.engine import Events
 
-    run_name = f"{method}_seed{seed}"
+    run_name = re.sub(r"[^\w.-]+", "_", method).strip("_") + f"_seed{seed}"  # a folder name: variants hold [ = ]
     bundle_root = output_dir / "runs" / run_name
     # logging.conf and the bundle's StatsHandlers log to whatever sys.stdout is when they are set up: keep stdout
     # for the table
@@ -564,6 +666,7 @@ def train_and_score(
             workflow.finalize()
         wall_seconds = time.perf_counter() - start
 
+    validation_state = workflow.parser.get_parsed_content("validate#evaluator").state
     network = workflow.parser.get_parsed_content("network")
     inferer = workflow.parser.get_parsed_content("validate#inferer")
     device = workflow.parser.get_parsed_content("device")
@@ -581,6 +684,8 @@ def train_and_score(
         "train_seconds": round(iteration_seconds[0], 1),
         "wall_seconds": round(wall_seconds, 1),
         "iterations": trainer.state.iteration,
+        # the validation score model.pt was kept for: what a sweep chooses by
+        "best_validation": None if validation_state.best_metric_epoch == -1 else round(float(validation_state.best_metric), 4),
         "test_seconds": round(time.perf_counter() - start, 1),
         "parameters_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 2),
         "no_reference": score_no_reference(real, denoise, scoring, run_name),
@@ -710,11 +815,12 @@ def markdown_report(result: dict[str, Any]) -> str:
             ]
             delta_cells = [f"{d['mean']:+.2f} ± {d['std_slices']:.2f}" if d else "" for d in deltas]
             lines.append(
-                f"| {LABELS[method]} | {len(record['runs'])} | {_cell(stats[f'psnr_{window}'], 2)} | "
+                f"| {label_of(method)} | {len(record['runs'])} | {_cell(stats[f'psnr_{window}'], 2)} | "
                 f"{_cell(stats[f'ssim_{window}'], 4)} | {_cell(stats[f'rmse_{window}'], 2)} | " + " | ".join(delta_cells) + " |"
             )
         lines.append("")
     lines += training_budget_report(methods, result["budget"]["method_settings"])
+    lines += sweep_report(result)
     if "no_reference" in result:
         lines += no_reference_report(result)
     return "\n".join(lines)
@@ -723,7 +829,7 @@ def markdown_report(result: dict[str, Any]) -> str:
 def training_budget_report(methods: dict[str, Any], settings: dict[str, dict[str, Any]]) -> list[str]:
     """What each learned method got: its own settings (`--set`), iterations and time in training iterations
     (validation and checkpoints not counted), per seed, so "the same budget" can be checked."""
-    learned = {method: record["runs"] for method, record in methods.items() if method in LEARNED_METHODS}
+    learned = {method: record["runs"] for method, record in methods.items() if is_learned(method)}
     if not learned:
         return []
     lines = ["**Training budget** (per seed; seconds in training iterations, without validation)", ""]
@@ -734,7 +840,7 @@ def training_budget_report(methods: dict[str, Any], settings: dict[str, dict[str
             for key, value in own_settings(method, settings).items()
         )
         cells = [" / ".join(str(run.get(key, "")) for run in runs) for key in ("iterations", "train_seconds", "wall_seconds")]
-        lines.append(f"| {LABELS[method]} | {own} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label_of(method)} | {own} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -791,7 +897,7 @@ def no_reference_report(result: dict[str, Any]) -> list[str]:
             ]
             if not measures["mean_shift_within_target"]:
                 cells[list(NO_REFERENCE_COLUMNS).index("max_abs_slice_shift_hu")] += f" (> {MEAN_SHIFT_TARGET_HU:g})"
-            lines.append(f"| {LABELS[method]} | {len(result['methods'][method]['runs'])} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label_of(method)} | {len(result['methods'][method]['runs'])} | " + " | ".join(cells) + " |")
         lines += [
             "",
             "Noise: 10th percentile of the 15x15 local std in soft tissue (custom.simulation.noise_texture); shift: "
@@ -806,7 +912,7 @@ def no_reference_report(result: dict[str, Any]) -> list[str]:
 def summarise(runs_by_method: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     methods: dict[str, Any] = {}
     for method, runs in runs_by_method.items():
-        record: dict[str, Any] = {"label": LABELS[method], "summary": aggregate(runs), "runs": runs}
+        record: dict[str, Any] = {"label": label_of(method), "summary": aggregate(runs), "runs": runs}
         for reference_name, key in ((REFERENCE_METHOD, "delta_vs_ldct"), (BASELINE_METHOD, "delta_vs_red_cnn")):
             if reference_name in runs_by_method and method != reference_name:
                 reference = runs_by_method[reference_name]
@@ -849,6 +955,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.method_settings,
     )
     methods = [m for m in ALL_METHODS if m in args.methods or m == REFERENCE_METHOD]
+    variants = add_sweep_variants(args.sweeps, budget.method_settings)
+    methods = [*[m for m in methods if m in LEARNED_METHODS], *variants, *[m for m in methods if m not in LEARNED_METHODS]]
     if "bm3d" in methods and importlib.util.find_spec("bm3d") is None:
         raise SystemExit(
             "bm3d is not installed (non-commercial licence, so not a runtime requirement): pip install -e '.[benchmark]', "
@@ -857,10 +965,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     real = [select_real_slices(volume, args.real_low_dose_slices, scoring) for volume in args.real_low_dose]
 
     runs_by_method: dict[str, list[dict[str, Any]]] = {}
-    jobs: list[tuple[str, int | None]] = [(m, s) for m in methods if m in LEARNED_METHODS for s in range(args.seeds)]
-    jobs += [(m, None) for m in methods if m not in LEARNED_METHODS]
+    jobs: list[tuple[str, int | None]] = [(m, s) for m in methods if is_learned(m) for s in range(args.seeds)]
+    jobs += [(m, None) for m in methods if not is_learned(m)]
     for method, seed in tqdm(jobs, desc="benchmark", file=sys.stderr):
-        if method in LEARNED_METHODS:
+        if is_learned(method):
             assert seed is not None  # learned methods are the ones queued with a seed
             run = train_and_score(method, seed, budget, datalist, test_items, scoring, tracker, output_dir, real)
         elif method in CLASSICAL_METHODS:
@@ -897,12 +1005,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         **summarise(runs_by_method),
     }
+    if args.sweeps:
+        result["sweep"] = summarise_sweep(args.sweeps, runs_by_method, budget)
     if real:
         result["no_reference"] = summarise_no_reference(runs_by_method, real)
     run_ids = [run["mlflow_run_id"] for runs in runs_by_method.values() for run in runs if run.get("mlflow_run_id")]
     tracked = [tracker.client.get_run(run_id) for run_id in run_ids]
     compare_runs.plot_curves(tracker.client, tracked, compare_runs.DEFAULT_CURVES, output_dir / "validation_curves.png")
-    learned = [run for run in tracked if run.data.params.get("method") in LEARNED_METHODS]
+    learned = [run for run in tracked if is_learned(run.data.params.get("method", ""))]
     if learned:  # is the adversarial game stable: critic's Wasserstein estimate, its gradient penalty, the L1 term
         compare_runs.plot_curves(tracker.client, learned, TRAINING_CURVES, output_dir / "training_curves.png")
     table = markdown_report(result)

@@ -75,6 +75,46 @@ def test_a_bad_method_setting_is_refused_before_training(text: str, problem: str
     assert benchmark_quality.parse_method_setting("ours.perceptual_network=vgg19") == ("ours", "perceptual_network", "vgg19")
 
 
+def test_a_sweep_is_read_value_by_value_and_checked_before_training() -> None:
+    assert benchmark_quality.parse_sweep("ours.n_critic=1,5") == ("ours", "n_critic", [1, 5])
+    assert benchmark_quality.parse_sweep("ours.backbone=tf_efficientnetv2_b0,tf_efficientnetv2_s")[2] == [
+        "tf_efficientnetv2_b0",
+        "tf_efficientnetv2_s",
+    ]
+    with pytest.raises(ValueError, match="expected METHOD.KEY=V1,V2"):
+        benchmark_quality.parse_sweep("ours.lambda_adv=")
+    with pytest.raises(ValueError, match="'lambda_ad' is not an id of train.json"):
+        benchmark_quality.parse_sweep("ours.lambda_ad=0,1")
+    settings: dict[str, dict] = {"ours": {"n_critic": 1}}
+    names = benchmark_quality.add_sweep_variants([("ours", "lambda_adv", [0, 0.01])], settings)
+    assert names == ["ours[lambda_adv=0]", "ours[lambda_adv=0.01]"]
+    # one factor at a time: the variant keeps the centre's --set values
+    assert settings["ours[lambda_adv=0.01]"] == {"n_critic": 1, "lambda_adv": 0.01}
+    assert benchmark_quality.own_settings("ours[lambda_adv=0]", settings) == {"n_critic": 1, "lambda_adv": 0}
+
+
+@pytest.mark.slow
+def test_sweep_ranks_variants_on_validation(script: ScriptLoader, tmp_path: Path) -> None:
+    (tmp_path / "paired").mkdir()
+    datalist = write_synthetic_datalist(tmp_path / "paired")
+    arguments = ["--quick", "--methods", "ours", "--datalist", str(datalist), "--output-dir", str(tmp_path / "out")]
+    result = script("benchmark_quality").main([*arguments, "--sweep", "ours.lambda_adv=0,0.01"])
+    variants = ["ours[lambda_adv=0]", "ours[lambda_adv=0.01]"]
+    assert list(result["methods"]) == ["ours", *variants, "ldct"]
+    sweep = result["sweep"]["ours.lambda_adv"]
+    assert sweep["candidates"] == {"ours": 0.001, variants[0]: 0, variants[1]: 0.01}  # the centre: train.json's value
+    validation = {name: result["methods"][name]["runs"][0]["best_validation"] for name in sweep["candidates"]}
+    assert all(isinstance(value, float) for value in validation.values()), validation
+    assert sweep["chosen"] == max(validation, key=validation.__getitem__)
+    client = mlflow.MlflowClient(result["tracking_uri"])
+    for name, value in sweep["candidates"].items():
+        run = client.get_run(result["methods"][name]["runs"][0]["mlflow_run_id"])
+        assert float(run.data.params["lambda_adv"]) == value and run.data.params["method"] == name
+    table = (tmp_path / "out" / "quality.md").read_text()
+    assert "**Sweep of ours.lambda_adv**" in table and table.count("(chosen)") == 1
+    assert (tmp_path / "out" / "runs" / "ours_lambda_adv_0.01_seed0" / "models" / "model.pt").is_file()
+
+
 @pytest.mark.slow
 def test_quality_table_has_every_method_and_convention(quality_run: tuple[dict, Path, Path]) -> None:
     result, output_dir, _ = quality_run
