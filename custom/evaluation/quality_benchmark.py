@@ -72,7 +72,11 @@ nothing. Every variant is a run of the MLflow experiment, with its settings as p
         --backbone tf_efficientnetv2_b0 --batch-size 16 --learning-rate 3e-4 --iterations 310 --val-every 155 \
         --adversarial-warmup 155 --set ours.n_critic=1 ours.lambda_perceptual=0 --max-test-slices 14 \
         --sweep ours.lambda_adv=0,0.01 ours.n_critic=5 ours.adversarial_warmup=0,300 ours.patch_size=96 \
-        ours.backbone=tf_efficientnetv2_s ours.lambda_perceptual=0.1
+        ours.backbone=tf_efficientnetv2_s
+The perceptual term (random VGG19 features offline, CT features of a saved generator's encoder, or none), around a
+centre that has it on:
+    ... --set ours.n_critic=1 ours.lambda_perceptual=0.1 \
+        --sweep ours.perceptual_network=bundle/models/shipped/model.pt ours.lambda_perceptual=0
 
 Classical methods only, with the no-reference report on real Mayo quarter dose (minutes on 2 cores):
     python scripts/benchmark_quality.py --methods bm3d --quick --max-test-slices 4 \\

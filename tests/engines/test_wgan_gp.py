@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
+from builders import perturbed_tiny_generator
 from ignite.engine import Events
 from torch import nn
 
@@ -14,6 +17,7 @@ from custom.losses.perceptual import PerceptualLoss
 from custom.losses.wgan_gp import GeneratorLoss, gradient_penalty, random_interpolates, wasserstein_estimate
 from custom.networks.critic import WGANCritic
 from custom.networks.generator import EfficientNetV2Denoiser
+from custom.networks.model_file import ModelFileError, save_model_file
 
 SMALL_BACKBONE = "tf_efficientnetv2_b0"
 
@@ -100,6 +104,28 @@ def test_pretrained_weights_fail_with_instructions_offline(tmp_path) -> None:
     torch.save({"not": torch.zeros(1)}, broken)
     with pytest.raises(RuntimeError, match="perceptual_pretrained=false"):
         PerceptualLoss("vgg19", pretrained=str(broken))
+
+
+def test_perceptual_loss_on_ct_features_of_a_saved_generator(tmp_path: Path) -> None:
+    """A model file as the perceptual network: the saved encoder's stride-8 features, frozen, no download and no
+    random-features warning."""
+    generator = perturbed_tiny_generator()
+    path = save_model_file(tmp_path / "ct_features.pt", generator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = PerceptualLoss(str(path), pretrained=False)
+    loss.train()
+    target = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = generator.encoder((target - generator.input_mean) / generator.input_std)[2]
+    torch.testing.assert_close(loss.features(target), expected)
+    assert all(not p.requires_grad for p in loss.parameters()) and not loss.features.training
+    prediction = torch.rand(2, 1, 64, 64, requires_grad=True)
+    value = loss(prediction, target)
+    value.backward()
+    assert value.item() > 0 and prediction.grad is not None and loss(target, target).item() == 0
+    with pytest.raises(ModelFileError, match="does not exist"):
+        PerceptualLoss(str(tmp_path / "missing.pt"))
 
 
 def test_perceptual_loss_with_random_features_warns_and_is_frozen() -> None:
