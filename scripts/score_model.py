@@ -9,7 +9,9 @@ With --datalist: PSNR/SSIM (mean and std over slices) of whole-slice outputs, of
 the low-dose input in both evaluation windows ([-160, 240] HU range 400; [-1000, 1000] HU range 2000), the
 soft-tissue mean shift and seconds per slice. With --real-low-dose (a DICOM folder or NIfTI; repeatable): noise
 of output and input (10th percentile of 15x15 local std in soft tissue), mean shift, and 10-90 % edge widths of
-organ boundaries, output against input (custom/evaluation/no_reference.py). Prints JSON.
+organ boundaries, output against input (custom/evaluation/no_reference.py). With --strengths, both parts also for
+whole slices blended with the input at each denoising strength (inference.json's --strength), from the same network
+outputs. Prints JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 
 from custom.conventions import SHIPPED_MODEL_FILE
 from custom.evaluation.model_scoring import load_denoisers, score_pairs, score_real_series
+from custom.inference.denoising_strength import check_strength
 from custom.io.atomic_output import write_text_atomically
 from custom.networks.model_file import ModelFileError
 
@@ -37,11 +40,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tile-sizes", type=int, nargs="*", default=[], help="also score tiled inference at these sizes")
     parser.add_argument("--real-low-dose", type=Path, action="append", default=[], help="real low-dose series (repeat)")
     parser.add_argument("--real-slices", type=int, default=16, help="evenly spaced slices per real series")
+    parser.add_argument(
+        "--strengths",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also score whole slices at these denoising strengths in [0, 1) (inference.json --strength)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     if args.datalist is None and not args.real_low_dose:
         parser.error("give --datalist and/or --real-low-dose")
+    for strength in args.strengths:
+        try:
+            check_strength(strength)
+        except ValueError as error:
+            parser.error(str(error))
     for path in [*([args.datalist] if args.datalist else []), *args.real_low_dose]:
         if not path.exists():
             parser.error(f"{path} does not exist")
@@ -59,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report: dict = {"model": str(args.model), "threads": torch.get_num_threads()}
     if args.datalist:
-        report["paired"] = score_pairs(denoisers, args.datalist, args.split, args.max_slices)
-    report["real_low_dose"] = [score_real_series(denoisers, series, args.real_slices) for series in args.real_low_dose]
+        report["paired"] = score_pairs(denoisers, args.datalist, args.split, args.max_slices, args.strengths)
+    report["real_low_dose"] = [
+        score_real_series(denoisers, series, args.real_slices, args.strengths) for series in args.real_low_dose
+    ]
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -1,9 +1,12 @@
-"""Test data builders shared by several test rooms: real-CT DICOM series, a tiny perturbed generator, a noisy abdomen phantom."""
+"""Test data builders shared by several test rooms: real-CT DICOM series, a tiny perturbed generator, a noisy abdomen
+phantom, a tiny paired datalist."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pydicom.data
@@ -87,3 +90,23 @@ def abdomen_phantom(seed: int, size: int = 160, noise_hu: float = 25.0) -> np.nd
     hu[radius < 0.375] = 40.0
     hu[((rows + 0.075) / 0.11) ** 2 + ((columns - 0.06) / 0.16) ** 2 < 1] = 170.0
     return hu + np.random.default_rng(seed).normal(0.0, noise_hu, hu.shape)
+
+
+def write_synthetic_datalist(folder: Path) -> Path:
+    """A tiny paired datalist: 64x64 HU phantoms (water disc, a lesion) with white noise as the low dose."""
+    rng = np.random.default_rng(0)
+    rows, columns = np.mgrid[:64, :64]
+    content: dict[str, list[dict[str, str]]] = {}
+    for split, count in (("training", 3), ("validation", 2), ("test", 3)):
+        content[split] = []
+        for index in range(count):
+            full = np.where((rows - 32) ** 2 + (columns - 32) ** 2 < 26**2, 40.0, -1000.0)
+            full += 60 * np.exp(-((rows - 20 - 3 * index) ** 2 + (columns - 30) ** 2) / 30)
+            low = full + rng.normal(0, 30, full.shape)
+            pair = {"low_dose": f"{split}{index}_low.nii.gz", "full_dose": f"{split}{index}_full.nii.gz"}
+            for key, image in (("low_dose", low), ("full_dose", full)):
+                nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), folder / pair[key])
+            content[split].append({**pair, "patient": f"{split}{index}"})
+    path = folder / "datalist.json"
+    path.write_text(json.dumps(content))
+    return path

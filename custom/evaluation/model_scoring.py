@@ -5,6 +5,8 @@ the low-dose input, for whole-slice inference (the default everywhere) and, to c
 nothing, for Gaussian-blended tiles; and the soft-tissue mean shift of the output against the input.
 Without a reference (a real low-dose series such as Mayo L109 quarter dose): the no-reference measures of
 `custom.evaluation.no_reference` (noise reduction, mean shift, edge widening) of whole-slice outputs.
+Denoising strengths below 1 (`custom.inference.denoising_strength`) are scored from the same whole-slice outputs,
+blended with the input as inference.json's `--strength` does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from custom.data.datalist import load_paired_datalist
 from custom.evaluation.no_reference import summarise_series
 from custom.evaluation.noise_measurement import read_series
 from custom.evaluation.windowed_metrics import slice_scores
+from custom.inference.denoising_strength import blend_with_source, check_strength
 from custom.networks.model_file import build_generator, load_weights, read_model_file
 from custom.simulation.noise_texture import soft_tissue_mask
 
@@ -58,17 +61,30 @@ def load_denoisers(model_path: Path, tile_sizes: Sequence[int]) -> dict[str, Den
     return denoisers
 
 
+def strength_name(strength: float) -> str:
+    return f"whole_strength_{strength:g}"
+
+
+def with_strengths(outputs: dict[str, np.ndarray], low_dose: np.ndarray, strengths: Sequence[float]) -> dict[str, np.ndarray]:
+    """`outputs` plus the whole-slice output blended with the input at each strength (no second network run)."""
+    blended = {strength_name(s): blend_with_source(outputs["whole"], low_dose, check_strength(s)) for s in strengths}
+    return {**outputs, **blended}
+
+
 def mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
-def score_pairs(denoisers: dict[str, Denoiser], datalist: Path, split: str, max_slices: int | None) -> dict[str, Any]:
-    """Metrics of every denoiser and of the low-dose input on `max_slices` evenly spaced pairs of `split`."""
+def score_pairs(
+    denoisers: dict[str, Denoiser], datalist: Path, split: str, max_slices: int | None, strengths: Sequence[float] = ()
+) -> dict[str, Any]:
+    """Metrics of every denoiser (and whole slices at each strength) and of the low-dose input on `max_slices`
+    evenly spaced pairs of `split`."""
     entries = load_paired_datalist(datalist, split)
     if max_slices and len(entries) > max_slices:
         entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max_slices).round().astype(int)]
     load = LoadImage(image_only=True)
-    values: dict[str, dict[str, list[float]]] = {name: {} for name in ("low_dose", *denoisers)}
+    values: dict[str, dict[str, list[float]]] = {name: {} for name in ("low_dose", *denoisers, *map(strength_name, strengths))}
     seconds = dict.fromkeys(denoisers, 0.0)
     for entry in tqdm(entries, desc=f"scoring {split} pairs", unit="slice"):
         low_dose, full_dose = (np.asarray(load(entry[key]), np.float32).squeeze() for key in ("image", "label"))
@@ -77,6 +93,7 @@ def score_pairs(denoisers: dict[str, Denoiser], datalist: Path, split: str, max_
             start = time.perf_counter()
             outputs[name] = denoise(low_dose)
             seconds[name] += time.perf_counter() - start
+        outputs = with_strengths(outputs, low_dose, strengths)
         mask = soft_tissue_mask(full_dose)
         for name, output in outputs.items():
             for window in EVALUATION_WINDOWS:
@@ -98,12 +115,25 @@ def score_pairs(denoisers: dict[str, Denoiser], datalist: Path, split: str, max_
     return report
 
 
-def score_real_series(denoisers: dict[str, Denoiser], series: Path, slices: int) -> dict[str, Any]:
-    """No-reference measures of whole-slice outputs on `slices` evenly spaced slices of a real low-dose series."""
+def score_real_series(
+    denoisers: dict[str, Denoiser], series: Path, slices: int, strengths: Sequence[float] = ()
+) -> dict[str, Any]:
+    """No-reference measures of whole-slice outputs on `slices` evenly spaced slices of a real low-dose series, and
+    under "strengths" of the outputs blended with the input at each strength."""
     volume = read_series(series)
     margin = min(8, len(volume.hu) // 4)
     indices = np.unique(np.linspace(margin, len(volume.hu) - 1 - margin, slices).round().astype(int))
     inputs = [volume.hu[index].astype(np.float32) for index in indices]
     outputs = [denoisers["whole"](hu) for hu in tqdm(inputs, desc=f"denoising {series.name}", unit="slice")]
     spacing = (volume.pixel_spacing_mm, volume.pixel_spacing_mm)
-    return {"series": str(series), "slices": [int(index) for index in indices], **summarise_series(inputs, outputs, spacing)}
+    report: dict[str, Any] = {
+        "series": str(series),
+        "slices": [int(i) for i in indices],
+        **summarise_series(inputs, outputs, spacing),
+    }
+    if strengths:
+        blends = [with_strengths({"whole": output}, hu, strengths) for hu, output in zip(inputs, outputs, strict=True)]
+        report["strengths"] = {
+            f"{s:g}": summarise_series(inputs, [blend[strength_name(s)] for blend in blends], spacing) for s in strengths
+        }
+    return report

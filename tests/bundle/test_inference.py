@@ -174,8 +174,12 @@ def test_real_abdominal_slices_round_trip(
 
 
 @pytest.mark.slow
-def test_voxels_outside_the_window_keep_the_input_hu(bundle_files: dict[str, Path], shifting_model: Path, tmp_path: Path) -> None:
-    """Padding below -1024 HU and metal above 3072 HU pass through; the rest is shifted by the noise estimate."""
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_voxels_outside_the_window_keep_the_input_hu(
+    bundle_files: dict[str, Path], shifting_model: Path, tmp_path: Path, strength: float
+) -> None:
+    """Padding below -1024 HU and metal above 3072 HU pass through; the rest is shifted by the noise estimate, times
+    the denoising strength (`--strength`), which the derived series' description states when below 1."""
     files = write_ct_series(tmp_path / "in", [0.0, 5.0])
     for file in files:
         dataset = pydicom.dcmread(file)
@@ -184,7 +188,7 @@ def test_voxels_outside_the_window_keep_the_input_hu(bundle_files: dict[str, Pat
         stored[60:64, 60:64] = 4500  # 3476 HU: metal
         dataset.PixelData = stored.tobytes()
         dataset.save_as(file, enforce_file_format=True)
-    run_in_process(bundle_files, shifting_model, tmp_path / "in", tmp_path / "out", amp=True)
+    run_in_process(bundle_files, shifting_model, tmp_path / "in", tmp_path / "out", amp=True, strength=strength)
     series = load_ct_series([tmp_path / "in"])
     outputs = read_output_series(tmp_path / "out" / "in" / "dicom")
     for output, expected in zip(outputs, series.read_hu(), strict=True):
@@ -192,8 +196,9 @@ def test_voxels_outside_the_window_keep_the_input_hu(bundle_files: dict[str, Pat
         outside = (expected < HU_MIN) | (expected > HU_MAX)
         assert outside.sum() == 4 * 128 + 16
         np.testing.assert_array_equal(hu[outside], expected[outside])
-        shift = NOISE * (HU_MAX - HU_MIN)
+        shift = strength * NOISE * (HU_MAX - HU_MIN)
         np.testing.assert_allclose(hu[~outside], expected[~outside] - shift, atol=0.5 + 0.02 * shift)
+        assert ("denoising strength 0.5" in output.DerivationDescription) == (strength < 1)
 
 
 def test_nifti_folder_and_datalist_inputs(bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path) -> None:
@@ -292,3 +297,14 @@ def test_output_inside_the_input_is_refused(bundle_files: dict[str, Path], ident
         run_in_process(bundle_files, identity_model, tmp_path / "in", tmp_path / "in" / "denoised")
     assert "inside input_dir" in error_chain(error.value)
     assert checksums(tmp_path / "in") == before
+
+
+@pytest.mark.parametrize("strength", [1.5, -0.1])
+def test_a_strength_outside_0_1_is_refused_before_any_output(
+    bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path, strength: float
+) -> None:
+    write_ct_series(tmp_path / "in", [0.0, 5.0])
+    with pytest.raises(Exception) as error:
+        run_in_process(bundle_files, identity_model, tmp_path / "in", tmp_path / "out", strength=strength)
+    assert f"denoising strength {strength}: must be in [0, 1]" in error_chain(error.value)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.*"))

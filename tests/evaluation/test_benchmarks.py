@@ -17,7 +17,7 @@ import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
-from builders import abdomen_phantom, edit, write_ct_series
+from builders import abdomen_phantom, edit, write_ct_series, write_synthetic_datalist
 from pydicom.data import get_testdata_file
 
 from custom.evaluation import quality_benchmark as benchmark_quality
@@ -27,26 +27,6 @@ from custom.evaluation import speed_benchmark as benchmark_speed
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 ScriptLoader = Callable[[str], ModuleType]
-
-
-def write_synthetic_datalist(folder: Path) -> Path:
-    """A tiny paired datalist: 64x64 HU phantoms (water disc, a lesion) with white noise as the low dose."""
-    rng = np.random.default_rng(0)
-    rows, columns = np.mgrid[:64, :64]
-    content: dict[str, list[dict[str, str]]] = {}
-    for split, count in (("training", 3), ("validation", 2), ("test", 3)):
-        content[split] = []
-        for index in range(count):
-            full = np.where((rows - 32) ** 2 + (columns - 32) ** 2 < 26**2, 40.0, -1000.0)
-            full += 60 * np.exp(-((rows - 20 - 3 * index) ** 2 + (columns - 30) ** 2) / 30)
-            low = full + rng.normal(0, 30, full.shape)
-            pair = {"low_dose": f"{split}{index}_low.nii.gz", "full_dose": f"{split}{index}_full.nii.gz"}
-            for key, image in (("low_dose", low), ("full_dose", full)):
-                nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), folder / pair[key])
-            content[split].append({**pair, "patient": f"{split}{index}"})
-    path = folder / "datalist.json"
-    path.write_text(json.dumps(content))
-    return path
 
 
 @pytest.fixture(scope="module")
