@@ -65,8 +65,8 @@ the model card (L067 z-blocks with calibrated simulated quarter dose; prepared b
 
 Sweeps (issue 11's choice of settings): `--sweep METHOD.KEY=V1,V2,...` (repeatable) adds one learned run per value
 and seed, named METHOD[KEY=VALUE]: the method as `--set` defines it with only that key changed (one factor at a
-time, not a grid). quality.md ranks each key's values, the centre included, by the best validation PSNR the run
-kept its model.pt for, and quality.json records the choice under "sweep"; the test PSNR stands beside it but chooses
+time, not a grid). quality.md lists each key's values, the centre included, with the best validation PSNR the run
+kept its model.pt for and marks the best as chosen, and quality.json records the choice under "sweep"; the test PSNR stands beside it but chooses
 nothing. Every variant is a run of the MLflow experiment, with its settings as params. On the Mayo-domain split:
     python scripts/benchmark_quality.py --datalist /data/l067_zblocks/datalist.json --methods ours --seeds 2 \
         --backbone tf_efficientnetv2_b0 --batch-size 16 --learning-rate 3e-4 --iterations 310 --val-every 155 \
@@ -572,8 +572,8 @@ def add_sweep_variants(sweeps: Sequence[tuple[str, str, list[Any]]], method_sett
 
 
 def sweep_report(result: dict[str, Any]) -> list[str]:
-    """Per swept key: the centre method and each value, ranked by best validation PSNR (the choice is made on
-    validation, never on the test split); test PSNR beside it."""
+    """Per swept key: the centre method and each value with its best validation PSNR, the best marked as chosen
+    (the choice is made on validation, never on the test split); test PSNR beside it."""
     lines: list[str] = []
     methods = result["methods"]
     for key, entry in result.get("sweep", {}).items():
