@@ -102,8 +102,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="METHOD.KEY=V1,V2",
         help="one run per value (and seed), the method's settings with only KEY changed, e.g. ours.lambda_adv=0,0.01 "
-        "ours.n_critic=1,5 ours.backbone=tf_efficientnetv2_b0,tf_efficientnetv2_s; quality.md ranks them by best "
-        "validation PSNR (the choice is made on validation, the test PSNR is shown beside it)",
+        "ours.n_critic=1,5 ours.backbone=tf_efficientnetv2_b0,tf_efficientnetv2_s; quality.md marks the one with the "
+        "best validation PSNR as chosen (the test PSNR is shown beside it and chooses nothing)",
     )
     budget.add_argument("--num-workers", type=int, default=0, help="data loader workers (default 0)")
     budget.add_argument("--device", help="torch device for training and scoring (default: train.json's, CUDA if any)")

@@ -132,8 +132,12 @@ def score_real_series(
         **summarise_series(inputs, outputs, spacing),
     }
     if strengths:
-        blends = [with_strengths({"whole": output}, hu, strengths) for hu, output in zip(inputs, outputs, strict=True)]
         report["strengths"] = {
-            f"{s:g}": summarise_series(inputs, [blend[strength_name(s)] for blend in blends], spacing) for s in strengths
+            f"{s:g}": summarise_series(
+                inputs,
+                [blend_with_source(output, hu, check_strength(s)) for hu, output in zip(inputs, outputs, strict=True)],
+                spacing,
+            )
+            for s in strengths
         }
     return report

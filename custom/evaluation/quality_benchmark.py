@@ -97,6 +97,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -527,8 +528,13 @@ def own_settings(method: str, method_settings: dict[str, dict[str, Any]]) -> dic
 
 
 @functools.cache
+def train_config() -> MappingProxyType[str, Any]:
+    """train.json as written (read once): its ids check `--set`/`--sweep` keys and give a sweep centre's defaults."""
+    return MappingProxyType(ConfigParser.load_config_file(str(TRAIN_CONFIG)))
+
+
 def train_config_ids() -> frozenset[str]:
-    return frozenset(ConfigParser.load_config_file(str(TRAIN_CONFIG)))
+    return frozenset(train_config())
 
 
 def parse_method_setting(text: str) -> tuple[str, str, Any]:
@@ -585,7 +591,7 @@ def sweep_report(result: dict[str, Any]) -> list[str]:
         ]
         for name, value in entry["candidates"].items():
             runs = methods[name]["runs"]
-            validation = _mean_or_none([run.get("best_validation") for run in runs])
+            validation = entry["best_validation"][name]
             test = [float(np.mean([np.mean(run["scores"][f"psnr_{w}"]) for run in runs])) for w in WINDOW_NAMES]
             seconds = _mean_or_none([run.get("train_seconds") for run in runs])
             chosen = " (chosen)" if name == entry["chosen"] else ""
@@ -607,7 +613,7 @@ def summarise_sweep(
         candidates: dict[str, Any] = {}
         if method in runs_by_method:
             centre = {"iterations": budget.iterations_of(method), **budget.overrides(method)}
-            candidates[method] = centre.get(key, ConfigParser.load_config_file(str(TRAIN_CONFIG)).get(key))
+            candidates[method] = centre.get(key, train_config().get(key))
         candidates.update({variant_name(method, key, value): value for value in values})
         validation = {name: _mean_or_none([run.get("best_validation") for run in runs_by_method[name]]) for name in candidates}
         measured = {name: value for name, value in validation.items() if value is not None}
