@@ -80,6 +80,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     budget.add_argument("--seeds", type=int, default=1, help="training seeds per learned method (the paper: 10)")
     budget.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first of the --seeds consecutive seeds (default 0; e.g. 1 adds seeds to a run of seed 0 made before)",
+    )
+    budget.add_argument(
         "--perceptual-pretrained",
         default="false",
         help="false (random VGG19 features, offline), true (torchvision download) or a weights file",
@@ -137,6 +143,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--sweep {error}")
     if min(args.iterations, args.val_every, args.batch_size, args.patch_size, args.seeds, args.real_low_dose_slices) < 1:
         parser.error("--iterations, --val-every, --batch-size, --patch-size, --seeds and --real-low-dose-slices must be positive")
+    if args.first_seed < 0:
+        parser.error("--first-seed must be 0 or more")
     repeated = sorted(name for name, count in Counter(map(real_series_name, args.real_low_dose)).items() if count > 1)
     if repeated:
         parser.error(f"--real-low-dose: several series named {repeated}; results are keyed by folder or file name")

@@ -21,6 +21,7 @@ from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_
 from monai.transforms import Transform
 from monai.utils import CommonKeys
 from torch import nn
+from torch.nn.utils import get_total_norm
 from torch.optim import Optimizer
 
 from custom.losses.wgan_gp import GeneratorLoss, gradient_penalty, random_interpolates, wasserstein_estimate
@@ -168,8 +169,8 @@ class WGANGPTrainer(Trainer):
         root in a gradient penalty can do that); with loss scaling the scaler skips such steps itself."""
         if scaler.is_enabled():
             return True
-        norms = [parameter.grad.detach().norm() for parameter in module.parameters() if parameter.grad is not None]
-        return not norms or not self._stop_if_nonfinite({name: torch.stack(norms).norm()})
+        gradients = [parameter.grad.detach() for parameter in module.parameters() if parameter.grad is not None]
+        return not gradients or not self._stop_if_nonfinite({name: get_total_norm(gradients)})
 
     def _critic_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """One critic update (skipped, and training stopped, if its loss is not finite); returns its terms."""

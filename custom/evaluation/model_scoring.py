@@ -2,7 +2,9 @@
 
 With a reference (a paired datalist split): PSNR and SSIM in every evaluation window of the model's output and of
 the low-dose input, for whole-slice inference (the default everywhere) and, to check that whole slices lose
-nothing, for Gaussian-blended tiles; and the soft-tissue mean shift of the output against the input.
+nothing, for Gaussian-blended tiles; the soft-tissue mean shift of the output against the input; and the edge
+width of every image against the full dose at the same edge points (`custom.evaluation.edge_width`), the
+widening a no-reference ratio can only estimate.
 Without a reference (a real low-dose series such as Mayo L109 quarter dose): the no-reference measures of
 `custom.evaluation.no_reference` (noise reduction, mean shift, edge widening) of whole-slice outputs.
 Denoising strengths below 1 (`custom.inference.denoising_strength`) are scored from the same whole-slice outputs,
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from custom.conventions import EVALUATION_WINDOWS
 from custom.data.datalist import load_paired_datalist
+from custom.evaluation.edge_width import edge_widths_against_reference
 from custom.evaluation.no_reference import summarise_series
 from custom.evaluation.noise_measurement import read_series
 from custom.evaluation.windowed_metrics import slice_scores
@@ -84,10 +87,14 @@ def score_pairs(
     if max_slices and len(entries) > max_slices:
         entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max_slices).round().astype(int)]
     load = LoadImage(image_only=True)
-    values: dict[str, dict[str, list[float]]] = {name: {} for name in ("low_dose", *denoisers, *map(strength_name, strengths))}
+    names = ("low_dose", *denoisers, *map(strength_name, strengths))
+    values: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    edges: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in names}
     seconds = dict.fromkeys(denoisers, 0.0)
     for entry in tqdm(entries, desc=f"scoring {split} pairs", unit="slice"):
-        low_dose, full_dose = (np.asarray(load(entry[key]), np.float32).squeeze() for key in ("image", "label"))
+        low_image, full_image = (load(entry[key]) for key in ("image", "label"))
+        spacing = (float(low_image.pixdim[0]), float(low_image.pixdim[1]))
+        low_dose, full_dose = (np.asarray(image, np.float32).squeeze() for image in (low_image, full_image))
         outputs = {"low_dose": low_dose}
         for name, denoise in denoisers.items():
             start = time.perf_counter()
@@ -102,6 +109,9 @@ def score_pairs(
                 values[name].setdefault(f"ssim_{window.name}", []).append(ssim)
             if name != "low_dose" and mask.any():
                 values[name].setdefault("soft_tissue_shift_hu", []).append(float((output - low_dose)[mask].mean()))
+        for name, (reference_widths, widths) in edge_widths_against_reference(low_dose, full_dose, outputs, spacing).items():
+            edges[name][0].append(reference_widths)
+            edges[name][1].append(widths)
     report: dict[str, Any] = {
         "datalist": str(datalist),
         "split": split,
@@ -110,9 +120,24 @@ def score_pairs(
     }
     for name, metrics in values.items():
         report[name] = {metric: mean_std(samples) for metric, samples in metrics.items()}
+        report[name].update(edge_width_summary(*edges[name]))
         if name in seconds:
             report[name]["seconds_per_slice"] = seconds[name] / len(entries)
     return report
+
+
+def edge_width_summary(reference_widths: list[np.ndarray], widths: list[np.ndarray]) -> dict[str, float | int | None]:
+    """Median edge width (mm) of an image and its ratio to the full dose's, over all paired profiles of all slices
+    (1.0: edges as sharp as the reference; the noisy input reads below 1)."""
+    reference, image = np.concatenate(reference_widths), np.concatenate(widths)
+    if not len(image):
+        return {"edge_width_mm": None, "edge_width_ratio_to_reference": None, "edge_profiles": 0}
+    width = float(np.median(image))
+    return {
+        "edge_width_mm": width,
+        "edge_width_ratio_to_reference": width / float(np.median(reference)),
+        "edge_profiles": len(image),
+    }
 
 
 def score_real_series(

@@ -975,7 +975,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     real = [select_real_slices(volume, args.real_low_dose_slices, scoring) for volume in args.real_low_dose]
 
     runs_by_method: dict[str, list[dict[str, Any]]] = {}
-    jobs: list[tuple[str, int | None]] = [(m, s) for m in methods if is_learned(m) for s in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs: list[tuple[str, int | None]] = [(m, s) for m in methods if is_learned(m) for s in seeds]
     jobs += [(m, None) for m in methods if not is_learned(m)]
     for method, seed in tqdm(jobs, desc="benchmark", file=sys.stderr):
         if is_learned(method):
@@ -1004,7 +1005,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "budget": {
             **vars(budget),
             "max_epochs": math.ceil(args.iterations / args.val_every),
-            "seeds": args.seeds,
+            "seeds": list(seeds),
             "quick": args.quick,
         },
         "tracking_uri": tracking_uri,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
-from builders import perturbed_tiny_generator, write_synthetic_datalist
+from builders import abdomen_phantom, perturbed_tiny_generator, write_synthetic_datalist
 
 from custom.evaluation.model_scoring import with_strengths
 from custom.networks.model_file import save_model_file
@@ -37,3 +38,29 @@ def test_score_model_reports_whole_slices_and_strengths(script, tmp_path: Path) 
         assert paired["whole"][f"psnr_{window}"] != paired["low_dose"][f"psnr_{window}"]
     with pytest.raises(SystemExit):
         script("score_model").main([*arguments[:4], "--strengths", "2"])
+
+
+def test_score_model_measures_edge_widths_against_the_full_dose(script, tmp_path: Path) -> None:
+    """Fat/organ boundaries of a phantom: every image's edge width is read against the full dose at the same points;
+    the noisy input reads narrower than the truth, and strength 0 (the input itself) reads as the input."""
+    affine = np.diag([0.7, 0.7, 3.0, 1.0])
+    pairs = []
+    for index in range(2):
+        full = abdomen_phantom(index, noise_hu=0.0)
+        low = full + np.random.default_rng(10 + index).normal(0.0, 30.0, full.shape)
+        pair = {"low_dose": f"low{index}.nii.gz", "full_dose": f"full{index}.nii.gz", "patient": f"p{index}"}
+        for key, image in (("low_dose", low), ("full_dose", full)):
+            nib.save(nib.Nifti1Image(image.astype(np.float32), affine), tmp_path / pair[key])
+        pairs.append(pair)
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": pairs[:1], "validation": pairs[:1], "test": pairs}))
+    model = save_model_file(tmp_path / "model.pt", perturbed_tiny_generator())
+    report_file = tmp_path / "score.json"
+    arguments = ["--model", str(model), "--datalist", str(datalist), "--strengths", "0", "--json", str(report_file)]
+    assert script("score_model").main(arguments) == 0
+    paired = json.loads(report_file.read_text())["paired"]
+    low_dose = paired["low_dose"]
+    assert low_dose["edge_profiles"] >= 20 and low_dose["edge_width_ratio_to_reference"] < 1.0
+    assert paired["whole"]["edge_width_ratio_to_reference"] > 0
+    for key in ("edge_width_mm", "edge_width_ratio_to_reference", "edge_profiles"):
+        assert paired["whole_strength_0"][key] == low_dose[key]
