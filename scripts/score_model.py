@@ -8,11 +8,11 @@
 With --datalist: PSNR/SSIM (mean and std over slices) of whole-slice outputs, of each --tile-sizes tiling and of
 the low-dose input in both evaluation windows ([-160, 240] HU range 400; [-1000, 1000] HU range 2000), the
 soft-tissue mean shift, seconds per slice, and the 10-90 % edge width of organ boundaries against the full dose's
-at the same points (edge_width_ratio_to_reference; custom/evaluation/edge_width.py). With --real-low-dose (a DICOM folder or NIfTI; repeatable): noise
-of output and input (10th percentile of 15x15 local std in soft tissue), mean shift, and 10-90 % edge widths of
-organ boundaries, output against input (custom/evaluation/no_reference.py). With --strengths, both parts also for
-whole slices blended with the input at each denoising strength (inference.json's --strength), from the same network
-outputs. Prints JSON.
+at the same points (edge_width_ratio_to_reference; custom/evaluation/edge_width.py). With --real-low-dose (a DICOM
+folder or NIfTI; repeatable): noise of output and input (10th percentile of 15x15 local std in soft tissue), mean
+shift, and 10-90 % edge widths of organ boundaries, output against input (custom/evaluation/no_reference.py). With
+--strengths, both parts also for whole slices blended with the input at each denoising strength (inference.json's
+--strength), from the same network outputs. Prints JSON.
 """
 
 from __future__ import annotations
