@@ -12,7 +12,10 @@ at the same points (edge_width_ratio_to_reference; custom/evaluation/edge_width.
 folder or NIfTI; repeatable): noise of output and input (10th percentile of 15x15 local std in soft tissue), mean
 shift, and 10-90 % edge widths of organ boundaries, output against input (custom/evaluation/no_reference.py). With
 --strengths, both parts also for whole slices blended with the input at each denoising strength (inference.json's
---strength), from the same network outputs. Prints JSON.
+--strength), from the same network outputs. With --context-sizes: the PSNR ([-160, 240] HU) of each paired slice's
+central 128x128 pixels denoised within centred crops of each size and whole; a model that carries far context
+(air, table, body outline) into the organs drifts as the crop grows (custom/evaluation/context_sensitivity.py).
+Prints JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 import torch
 
 from custom.conventions import SHIPPED_MODEL_FILE
+from custom.evaluation.context_sensitivity import DEFAULT_REGION
 from custom.evaluation.model_scoring import load_denoisers, score_pairs, score_real_series
 from custom.inference.denoising_strength import check_strength
 from custom.io.atomic_output import write_text_atomically
@@ -48,11 +52,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         help="also score whole slices at these denoising strengths in [0, 1) (inference.json --strength)",
     )
+    parser.add_argument(
+        "--context-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also score the central 128 px of each paired slice denoised within centred crops of these sizes",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     if args.datalist is None and not args.real_low_dose:
         parser.error("give --datalist and/or --real-low-dose")
+    if any(size < DEFAULT_REGION for size in args.context_sizes):
+        parser.error(f"--context-sizes must be at least the {DEFAULT_REGION}-pixel region they surround")
     for strength in args.strengths:
         try:
             check_strength(strength)
@@ -75,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report: dict = {"model": str(args.model), "threads": torch.get_num_threads()}
     if args.datalist:
-        report["paired"] = score_pairs(denoisers, args.datalist, args.split, args.max_slices, args.strengths)
+        report["paired"] = score_pairs(denoisers, args.datalist, args.split, args.max_slices, args.strengths, args.context_sizes)
     report["real_low_dose"] = [
         score_real_series(denoisers, series, args.real_slices, args.strengths) for series in args.real_low_dose
     ]

@@ -4,7 +4,8 @@ With a reference (a paired datalist split): PSNR and SSIM in every evaluation wi
 the low-dose input, for whole-slice inference (the default everywhere) and, to check that whole slices lose
 nothing, for Gaussian-blended tiles; the soft-tissue mean shift of the output against the input; and the edge
 width of every image against the full dose at the same edge points (`custom.evaluation.edge_width`), the
-widening a no-reference ratio can only estimate.
+widening a no-reference ratio can only estimate; on request, how the whole-slice output of the slice's centre
+depends on the context around it (`custom.evaluation.context_sensitivity`).
 Without a reference (a real low-dose series such as Mayo L109 quarter dose): the no-reference measures of
 `custom.evaluation.no_reference` (noise reduction, mean shift, edge widening) of whole-slice outputs.
 Denoising strengths below 1 (`custom.inference.denoising_strength`) are scored from the same whole-slice outputs,
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from custom.conventions import EVALUATION_WINDOWS
 from custom.data.datalist import load_paired_datalist
+from custom.evaluation.context_sensitivity import central_region_psnr
 from custom.evaluation.edge_width import edge_widths_against_reference
 from custom.evaluation.no_reference import summarise_series
 from custom.evaluation.noise_measurement import read_series
@@ -79,10 +81,16 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 
 def score_pairs(
-    denoisers: dict[str, Denoiser], datalist: Path, split: str, max_slices: int | None, strengths: Sequence[float] = ()
+    denoisers: dict[str, Denoiser],
+    datalist: Path,
+    split: str,
+    max_slices: int | None,
+    strengths: Sequence[float] = (),
+    context_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Metrics of every denoiser (and whole slices at each strength) and of the low-dose input on `max_slices`
-    evenly spaced pairs of `split`."""
+    evenly spaced pairs of `split`; with `context_sizes`, the "whole" denoiser's central-region PSNR at each context
+    size (`custom.evaluation.context_sensitivity`)."""
     entries = load_paired_datalist(datalist, split)
     if max_slices and len(entries) > max_slices:
         entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max_slices).round().astype(int)]
@@ -91,6 +99,7 @@ def score_pairs(
     values: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     edges: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in names}
     seconds = dict.fromkeys(denoisers, 0.0)
+    context: dict[str, list[float]] = {}
     for entry in tqdm(entries, desc=f"scoring {split} pairs", unit="slice"):
         low_image, full_image = (load(entry[key]) for key in ("image", "label"))
         spacing = (float(low_image.pixdim[0]), float(low_image.pixdim[1]))
@@ -109,6 +118,13 @@ def score_pairs(
                 values[name].setdefault(f"ssim_{window.name}", []).append(ssim)
             if name != "low_dose" and mask.any():
                 values[name].setdefault("soft_tissue_shift_hu", []).append(float((output - low_dose)[mask].mean()))
+        if context_sizes:
+            try:
+                region_scores = central_region_psnr(denoisers["whole"], low_dose, full_dose, context_sizes)
+            except ValueError as error:
+                raise ValueError(f"{entry['image']}: {error}") from error
+            for size, psnr in region_scores.items():
+                context.setdefault(size, []).append(psnr)
         for name, (reference_widths, widths) in edge_widths_against_reference(low_dose, full_dose, outputs, spacing).items():
             edges[name][0].append(reference_widths)
             edges[name][1].append(widths)
@@ -123,6 +139,8 @@ def score_pairs(
         report[name].update(edge_width_summary(*edges[name]))
         if name in seconds:
             report[name]["seconds_per_slice"] = seconds[name] / len(entries)
+    if context:
+        report["whole"]["central_region_psnr_by_context"] = {size: mean_std(samples) for size, samples in context.items()}
     return report
 
 

@@ -68,6 +68,7 @@ def training_command(repo_root: Path, bundle_root: Path, default_datalist: str) 
     (bundle_root / "data").mkdir(parents=True)
     (bundle_root / "data" / "default").symlink_to(Path(default_datalist).parent)
     overrides = {**TINY, "epoch_length": 2, "max_epochs": 3, "val_interval": 3, "late_patch_size": 64, "lambda_perceptual": 0}
+    overrides["whole_slice_fraction"] = 0.34  # the last epoch (iterations 5-6) on whole slices, after checkpoint 4
     overrides["system_metrics_interval"] = 0.5
     overrides["bundle_root"] = bundle_root
     command = [sys.executable, "-m", "monai.bundle", *bundle_command(repo_root, "train.json", overrides=overrides)]
