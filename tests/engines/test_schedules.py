@@ -66,7 +66,9 @@ def test_without_a_restart_the_ema_keeps_a_thousand_iterations_of_history() -> N
 
 def test_the_patch_schedule_ends_on_whole_slices_one_per_batch() -> None:
     crop = RandWeightedCropd(keys="image", w_key="weight", spatial_size=(64, 64), num_samples=8)
-    slices = [{"image": torch.rand(1, 96 + 32 * index, 128), "weight": torch.ones(1, 96 + 32 * index, 128)} for index in range(4)]
+    slices = [
+        {"image": torch.rand(1, 128 + 32 * index, 128), "weight": torch.ones(1, 128 + 32 * index, 128)} for index in range(4)
+    ]
     loader = torch.utils.data.DataLoader(slices, batch_size=2, collate_fn=lambda batch: [crop(item) for item in batch])
     shapes: list[list[tuple[int, ...]]] = []
     engine = Engine(lambda engine, batch: shapes.append([tuple(patch["image"].shape) for item in batch for patch in item]))
@@ -76,7 +78,7 @@ def test_the_patch_schedule_ends_on_whole_slices_one_per_batch() -> None:
     engine.run(loader, max_epochs=4, epoch_length=2)
     assert shapes[0] == [(1, 64, 64)] * 16
     assert shapes[2] == [(1, 128, 128)] * 4, "128-pixel patches, a quarter as many per slice"
-    assert shapes[4:] == [[(1, 96, 128)], [(1, 128, 128)], [(1, 96, 128)], [(1, 128, 128)]], "whole slices, one a batch"
+    assert shapes[4:] == [[(1, 128, 128)], [(1, 160, 128)], [(1, 128, 128)], [(1, 160, 128)]], "whole slices, one a batch"
     assert schedule.whole_slices
 
 
