@@ -25,6 +25,7 @@ DEFAULT_REGION = 128  # pixels: a few centimetres of organ at CT pixel sizes
 def central_region_psnr(
     denoise: Callable[[np.ndarray], np.ndarray],
     low_dose: np.ndarray,
+    whole_output: np.ndarray,
     full_dose: np.ndarray,
     context_sizes: Sequence[int],
     region: int = DEFAULT_REGION,
@@ -32,8 +33,8 @@ def central_region_psnr(
 ) -> dict[str, float]:
     """PSNR in `window` of the central `region` pixels, denoised within centred crops of each size and whole.
 
-    Keys "context_<size>" for each crop size and "whole" for the whole slice. Sizes must lie between `region` and
-    the slice's smaller side.
+    Keys "context_<size>" for each crop size and "whole" for `whole_output` (`denoise` of the whole slice, which a
+    caller scoring whole slices already has). Sizes must lie between `region` and the slice's smaller side.
     """
     height, width = low_dose.shape
     for size in context_sizes:
@@ -53,5 +54,5 @@ def central_region_psnr(
         crop_top, crop_left = (height - size) // 2, (width - size) // 2
         output = denoise(low_dose[crop_top : crop_top + size, crop_left : crop_left + size])
         scores[f"context_{size}"] = score(output, crop_top, crop_left)
-    scores["whole"] = score(denoise(low_dose), 0, 0)
+    scores["whole"] = score(whole_output, 0, 0)
     return scores

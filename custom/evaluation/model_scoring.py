@@ -120,7 +120,7 @@ def score_pairs(
                 values[name].setdefault("soft_tissue_shift_hu", []).append(float((output - low_dose)[mask].mean()))
         if context_sizes:
             try:
-                region_scores = central_region_psnr(denoisers["whole"], low_dose, full_dose, context_sizes)
+                region_scores = central_region_psnr(denoisers["whole"], low_dose, outputs["whole"], full_dose, context_sizes)
             except ValueError as error:
                 raise ValueError(f"{entry['image']}: {error}") from error
             for size, psnr in region_scores.items():

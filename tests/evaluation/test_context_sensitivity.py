@@ -19,11 +19,15 @@ def phantom_pair(size: int = 320, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def test_a_local_filter_scores_the_same_at_every_context_size() -> None:
     noisy, full = phantom_pair()
+
     # crops at least the region plus the filter's reach on each side: the region's pixels see the same input
-    scores = central_region_psnr(lambda hu: uniform_filter(hu, 5, mode="nearest"), noisy, full, [160, 192, 256])
+    def local_filter(hu: np.ndarray) -> np.ndarray:
+        return uniform_filter(hu, 5, mode="nearest")
+
+    scores = central_region_psnr(local_filter, noisy, local_filter(noisy), full, [160, 192, 256])
     assert set(scores) == {"context_160", "context_192", "context_256", "whole"}
     assert max(scores.values()) - min(scores.values()) < 1e-6
-    assert scores["whole"] > central_region_psnr(lambda hu: hu, noisy, full, [128])["whole"] + 5, "it denoises"
+    assert scores["whole"] > central_region_psnr(lambda hu: hu, noisy, noisy, full, [128])["whole"] + 5, "it denoises"
 
 
 def test_a_denoiser_that_uses_the_whole_input_drifts_as_the_context_grows() -> None:
@@ -32,13 +36,13 @@ def test_a_denoiser_that_uses_the_whole_input_drifts_as_the_context_grows() -> N
     def global_mean_shift(hu: np.ndarray) -> np.ndarray:  # moves every pixel by a tenth of the input's mean
         return uniform_filter(hu, 5, mode="nearest") - 0.1 * float(hu.mean() - 40.0)
 
-    scores = central_region_psnr(global_mean_shift, noisy, full, [128, 256])
+    scores = central_region_psnr(global_mean_shift, noisy, global_mean_shift(noisy), full, [128, 256])
     assert scores["context_128"] - scores["whole"] > 3, "the air around the body moves the organ's HU"
 
 
 def test_context_sizes_outside_the_region_and_the_slice_are_refused() -> None:
     noisy, full = phantom_pair(256)
     with pytest.raises(ValueError, match="between the region"):
-        central_region_psnr(lambda hu: hu, noisy, full, [512])
+        central_region_psnr(lambda hu: hu, noisy, noisy, full, [512])
     with pytest.raises(ValueError, match="between the region"):
-        central_region_psnr(lambda hu: hu, noisy, full, [64])
+        central_region_psnr(lambda hu: hu, noisy, noisy, full, [64])

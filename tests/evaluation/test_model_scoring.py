@@ -57,10 +57,21 @@ def test_score_model_measures_edge_widths_against_the_full_dose(script, tmp_path
     model = save_model_file(tmp_path / "model.pt", perturbed_tiny_generator())
     report_file = tmp_path / "score.json"
     arguments = ["--model", str(model), "--datalist", str(datalist), "--strengths", "0", "--json", str(report_file)]
-    assert script("score_model").main(arguments) == 0
+    assert script("score_model").main([*arguments, "--context-sizes", "128"]) == 0
     paired = json.loads(report_file.read_text())["paired"]
+    assert set(paired["whole"]["central_region_psnr_by_context"]) == {"context_128", "whole"}
     low_dose = paired["low_dose"]
     assert low_dose["edge_profiles"] >= 20 and low_dose["edge_width_ratio_to_reference"] < 1.0
     assert paired["whole"]["edge_width_ratio_to_reference"] > 0
     for key in ("edge_width_mm", "edge_width_ratio_to_reference", "edge_profiles"):
         assert paired["whole_strength_0"][key] == low_dose[key]
+
+
+def test_context_sizes_beyond_the_slice_name_the_file_and_below_the_region_stop_at_parsing(script, tmp_path: Path) -> None:
+    datalist = write_synthetic_datalist(tmp_path)  # 64x64 slices
+    model = save_model_file(tmp_path / "model.pt", perturbed_tiny_generator())
+    arguments = ["--model", str(model), "--datalist", str(datalist)]
+    with pytest.raises(ValueError, match=r"low.*\.nii\.gz: context size 128 must lie between"):
+        script("score_model").main([*arguments, "--context-sizes", "128"])
+    with pytest.raises(SystemExit):
+        script("score_model").main([*arguments, "--context-sizes", "64"])
