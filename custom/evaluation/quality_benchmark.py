@@ -1023,11 +1023,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if real:
         result["no_reference"] = summarise_no_reference(runs_by_method, real)
     run_ids = [run["mlflow_run_id"] for runs in runs_by_method.values() for run in runs if run.get("mlflow_run_id")]
-    tracked = [tracker.client.get_run(run_id) for run_id in run_ids]
-    compare_runs.plot_curves(tracker.client, tracked, compare_runs.DEFAULT_CURVES, output_dir / "validation_curves.png")
-    learned = [run for run in tracked if is_learned(run.data.params.get("method", ""))]
+    tracked = [
+        compare_runs.TrackedRun(tracker.client, run, compare_runs.run_label(run))
+        for run in (tracker.client.get_run(run_id) for run_id in run_ids)
+    ]
+    compare_runs.plot_curves(tracked, compare_runs.DEFAULT_CURVES, output_dir / "validation_curves.png")
+    learned = [run for run in tracked if is_learned(run.run.data.params.get("method", ""))]
     if learned:  # is the adversarial game stable: critic's Wasserstein estimate, its gradient penalty, the L1 term
-        compare_runs.plot_curves(tracker.client, learned, TRAINING_CURVES, output_dir / "training_curves.png")
+        compare_runs.plot_curves(learned, TRAINING_CURVES, output_dir / "training_curves.png")
     table = markdown_report(result)
     print(table)
     if result["targets"]:

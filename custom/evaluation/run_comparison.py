@@ -1,10 +1,12 @@
-"""Compare the runs of one MLflow experiment: a table of what differs and how they ended, and validation curves.
+"""Compare the runs of MLflow experiments: a table of what differs and how they ended, and validation curves.
 
 The table has one row per run: its name, status, the parameters whose values differ between runs (the ones
 that explain the differences) and the final value of each metric. The plot shows validation PSNR and SSIM over
 training steps; the bundle logs validation once per epoch, so steps are epochs times `epoch_length` when the
 run records that parameter, and epochs otherwise. Runs with a single value (e.g. classical denoisers scored by
-`scripts/benchmark_quality.py`) appear as horizontal reference lines.
+`scripts/benchmark_quality.py`) appear as horizontal reference lines. A resumed training logs again the steps
+after its checkpoint; a step's latest value is the one drawn. Runs of other stores or experiments (a GPU
+machine's store, another benchmark) join the same table and plot with `--also URI EXPERIMENT`.
 
     python scripts/compare_runs.py --tracking-uri sqlite:///bundle/eval/mlruns.db --experiment ldct_effnetv2_wgangp
 """
@@ -16,6 +18,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -39,6 +42,15 @@ TRAINING_CURVE_WINDOW = 10
 RUN_NAME_TAG = "mlflow.runName"
 
 
+@dataclass(frozen=True)
+class TrackedRun:
+    """A run with the store it lives in (its metric histories are read from there) and its label in table and plot."""
+
+    client: MlflowClient
+    run: Run
+    label: str
+
+
 def load_runs(client: MlflowClient, experiment_name: str) -> list[Run]:
     """Every run of the experiment, oldest first; a clear error when the experiment does not exist."""
     experiment = client.get_experiment_by_name(experiment_name)
@@ -50,6 +62,27 @@ def load_runs(client: MlflowClient, experiment_name: str) -> list[Run]:
 
 def run_label(run: Run) -> str:
     return run.data.tags.get(RUN_NAME_TAG) or run.info.run_id[:8]
+
+
+def load_sources(sources: Sequence[tuple[str, str]]) -> list[TrackedRun]:
+    """The runs of every (tracking URI, experiment), in that order; every store is checked before any is read.
+    A name that occurs in more than one source is labelled with its experiment (and store, if that is the same)."""
+    for tracking_uri, _ in sources:
+        check_store(tracking_uri)
+    loaded = []
+    for tracking_uri, experiment in sources:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        loaded += [(client, run, tracking_uri, experiment) for run in load_runs(client, experiment)]
+    names = [run_label(run) for _, run, _, _ in loaded]
+
+    def label(run: Run, tracking_uri: str, experiment: str) -> str:
+        name = run_label(run)
+        if len(sources) == 1 or names.count(name) == 1:
+            return name
+        in_experiment = sum(run_label(other) == name and named == experiment for _, other, _, named in loaded)
+        return f"{name} ({experiment})" if in_experiment == 1 else f"{name} ({experiment}, {tracking_uri})"
+
+    return [TrackedRun(client, run, label(run, uri, experiment)) for client, run, uri, experiment in loaded]
 
 
 def differing_params(runs: Sequence[Run]) -> list[str]:
@@ -73,13 +106,14 @@ def format_value(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def runs_table(runs: Sequence[Run], params: Sequence[str], metrics: Sequence[str]) -> str:
+def runs_table(runs: Sequence[TrackedRun], params: Sequence[str], metrics: Sequence[str]) -> str:
     """Markdown: run, status, the differing params, then the final metrics."""
     header = ["run", "status", *params, *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
+    for tracked in runs:
+        run = tracked.run
         cells = [
-            run_label(run),
+            tracked.label,
             run.info.status,
             *(run.data.params.get(name) for name in params),
             *(run.data.metrics.get(name) for name in metrics),
@@ -101,26 +135,28 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
 
 
 def metric_curve(client: MlflowClient, run: Run, metric: str) -> list[tuple[float, float]]:
-    """(training step, value) of one metric. Validation metrics are logged per epoch: their steps are scaled by the
-    run's `epoch_length` when it has one; training metrics (`train_...`) are logged per iteration already."""
+    """(training step, value) of one metric, a value per step: the latest logged, as a resumed run logs again the
+    steps after its checkpoint. Validation metrics are logged per epoch: their steps are scaled by the run's
+    `epoch_length` when it has one; training metrics (`train_...`) are logged per iteration already."""
     history = client.get_metric_history(run.info.run_id, metric)
     scale = run.data.params.get("epoch_length")
     factor = int(scale) if scale and scale.isdigit() and not is_training_metric(metric) else 1
-    return sorted((point.step * factor, point.value) for point in history)
+    latest = {point.step: point.value for point in sorted(history, key=lambda point: point.timestamp)}  # stable sort
+    return sorted((step * factor, value) for step, value in latest.items())
 
 
-def plot_curves(client: MlflowClient, runs: Sequence[Run], metrics: Sequence[str], path: Path) -> int:
+def plot_curves(runs: Sequence[TrackedRun], metrics: Sequence[str], path: Path) -> int:
     """Write one panel per metric; returns how many curves were drawn."""
     figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
     drawn = 0
-    any_scaled = any((run.data.params.get("epoch_length") or "").isdigit() for run in runs)
+    any_scaled = any((tracked.run.data.params.get("epoch_length") or "").isdigit() for tracked in runs)
     for axis, metric in zip(axes[0], metrics):
-        for index, run in enumerate(tqdm(runs, desc=f"history {metric}", file=sys.stderr, leave=False)):
-            curve = metric_curve(client, run, metric)
+        for index, tracked in enumerate(tqdm(runs, desc=f"history {metric}", file=sys.stderr, leave=False)):
+            curve = metric_curve(tracked.client, tracked.run, metric)
             if not curve:
                 continue
             steps, values = zip(*curve)
-            style = {"label": run_label(run), "color": f"C{index % 10}"}  # a run keeps its colour in every panel
+            style = {"label": tracked.label, "color": f"C{index % 10}"}  # a run keeps its colour in every panel
             if len(curve) == 1:
                 axis.axhline(values[0], linestyle="--", linewidth=1, **style)
             elif is_training_metric(metric):
@@ -162,34 +198,35 @@ def check_store(tracking_uri: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    check_store(args.tracking_uri)
-    client = MlflowClient(tracking_uri=args.tracking_uri)
-    runs = load_runs(client, args.experiment)
+    sources = [(args.tracking_uri, args.experiment), *(tuple(source) for source in args.also or ())]
+    runs = load_sources(sources)
     if not runs:
-        raise SystemExit(f"experiment '{args.experiment}' in {args.tracking_uri} has no runs")
-    params = differing_params(runs)
-    metrics = table_metrics(runs, args.metrics)
+        raise SystemExit(f"no runs in {', '.join(f'{experiment} ({uri})' for uri, experiment in sources)}")
+    plain_runs = [tracked.run for tracked in runs]
+    params = differing_params(plain_runs)
+    metrics = table_metrics(plain_runs, args.metrics)
     table = runs_table(runs, params, metrics)
     print(table)
     write_text_atomically(args.table, table + "\n")
-    curves = plot_curves(client, runs, args.curves, args.plot)
+    curves = plot_curves(runs, args.curves, args.plot)
     print(f"wrote {args.table} and {args.plot} ({curves} curves)", file=sys.stderr)
     summary = {
         "tracking_uri": args.tracking_uri,
         "experiment": args.experiment,
+        "sources": [{"tracking_uri": uri, "experiment": experiment} for uri, experiment in sources],
         "differing_params": params,
         "plot": str(args.plot),
         "table": str(args.table),
         "curves": curves,
         "runs": [
             {
-                "run": run_label(run),
-                "run_id": run.info.run_id,
-                "status": run.info.status,
-                "params": {name: run.data.params.get(name) for name in params},
-                "metrics": {name: run.data.metrics.get(name) for name in metrics},
+                "run": tracked.label,
+                "run_id": tracked.run.info.run_id,
+                "status": tracked.run.info.status,
+                "params": {name: tracked.run.data.params.get(name) for name in params},
+                "metrics": {name: tracked.run.data.metrics.get(name) for name in metrics},
             }
-            for run in runs
+            for tracked in runs
         ],
     }
     if args.json:

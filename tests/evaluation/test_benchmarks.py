@@ -265,6 +265,35 @@ def test_compare_runs_table_and_plot(script: ScriptLoader, tmp_path: Path, capsy
     assert (tmp_path / "runs.md").read_text().strip() == table.strip()
 
 
+def test_compare_runs_joins_a_second_store_and_draws_a_resumed_step_once(
+    script: ScriptLoader, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A training resumed into another store logs its last epoch again: one value per step, the latest."""
+    first, second = f"sqlite:///{tmp_path / 'cpu.db'}", f"sqlite:///{tmp_path / 'gpu.db'}"
+    make_store(first)
+    client = mlflow.MlflowClient(second)
+    experiment_id = client.create_experiment("resumed", artifact_location=tmp_path.as_uri())
+    run_id = client.create_run(experiment_id, run_name="wgan").info.run_id
+    client.log_param(run_id, "epoch_length", "10")
+    for epoch, value, milliseconds in ((1, 25.0, 1000), (2, 26.0, 2000), (2, 27.5, 3000)):  # epoch 2 again, resumed
+        client.log_metric(run_id, "psnr_w400", value, timestamp=milliseconds, step=epoch)
+    client.set_terminated(run_id)
+    summary = script("compare_runs").main(
+        ["--tracking-uri", first, "--experiment", "compare", "--also", second, "resumed", "--curves", "psnr_w400"]
+        + ["--plot", str(tmp_path / "curves.png"), "--table", str(tmp_path / "runs.md")]
+    )
+    capsys.readouterr()
+    assert [run["run"] for run in summary["runs"]] == ["wgan (compare)", "l1", "bm3d", "wgan (resumed)"]
+    assert summary["sources"][1] == {"tracking_uri": second, "experiment": "resumed"}
+    assert summary["curves"] == 4  # three runs' curves and bm3d's reference line
+    resumed = client.get_run(run_id)
+    assert run_comparison.metric_curve(client, resumed, "psnr_w400") == [(10, 25.0), (20, 27.5)]
+    with pytest.raises(SystemExit, match="no MLflow store at .*absent.db"):
+        script("compare_runs").main(
+            ["--tracking-uri", first, "--experiment", "compare", "--also", f"sqlite:///{tmp_path / 'absent.db'}", "x"]
+        )
+
+
 def test_compare_runs_refuses_a_store_that_does_not_exist(script: ScriptLoader, tmp_path: Path) -> None:
     missing = tmp_path / "typo.db"
     with pytest.raises(SystemExit, match="no MLflow store at .*typo.db"):
