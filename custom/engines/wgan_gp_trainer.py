@@ -55,6 +55,12 @@ class WGANGPTrainer(Trainer):
             adversarial term start. A critic that starts against an untrained generator pushes it towards texture
             and intensity offsets that the reference does not have; warming up on L1 (+ perceptual) first, as
             ESRGAN-style training does, starts the adversarial game from a denoiser.
+        adversarial_end: the generator iteration after which the critic and the adversarial term stop; None for
+            never. The recipe ends the game where its whole-slice phase starts: a critic trained on small patches
+            has never scored a whole slice, and that phase is there to fit the generator to whole-slice context,
+            which the fidelity terms alone do better and three times faster (bundle/docs/benchmarks.md, section 6).
+        critic_crops: what the critic scores of (full dose, output) pairs, e.g. `CriticCrops`, which crops images
+            larger than the critic's training patches; None scores the whole images.
         lambda_gp: weight of the gradient penalty in the critic loss.
         amp: mixed precision; float16 with loss scaling on CUDA, bfloat16 on CPU.
     """
@@ -72,6 +78,8 @@ class WGANGPTrainer(Trainer):
         n_critic: int = 5,
         lambda_gp: float = 10.0,
         adversarial_warmup: int = 0,
+        adversarial_end: int | None = None,
+        critic_crops: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -118,6 +126,14 @@ class WGANGPTrainer(Trainer):
         if adversarial_warmup < 0:
             raise ValueError(f"adversarial_warmup must be >= 0 iterations, got {adversarial_warmup}")
         self.adversarial_warmup = adversarial_warmup
+        if adversarial_end is not None and self.n_critic and adversarial_end <= adversarial_warmup:
+            raise ValueError(
+                f"adversarial_end ({adversarial_end}, by default where the whole-slice phase starts) must come after "
+                f"adversarial_warmup ({adversarial_warmup}): the critic would never train; shorten the warm-up or "
+                "--whole_slice_fraction, or pass --lambda_adv 0 --n_critic 0 to train without a critic"
+            )
+        self.adversarial_end = adversarial_end
+        self.critic_crops = critic_crops
         # the generator's optimiser is the one MONAI handlers (LrScheduleHandler, MLflow lr logging) look for
         self.optimizer = g_optimizer
         self.state.critic_iterations = 0
@@ -144,6 +160,16 @@ class WGANGPTrainer(Trainer):
                 f"training stopped at iteration {self.state.iteration}: {self.state.nonfinite_loss} was not finite; "
                 "the weights and checkpoints are those of the last good step (lower learning_rate, or disable amp)"
             )
+
+    def _adversarial(self, iteration: int) -> bool:
+        """Whether generator iteration `iteration` (counted from 1) plays the adversarial game."""
+        started = iteration > self.adversarial_warmup
+        ended = self.adversarial_end is not None and iteration > self.adversarial_end
+        return bool(self.n_critic) and started and not ended
+
+    def _critic_view(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the critic scores of a (full dose, output) batch: `critic_crops`' crops, or the images themselves."""
+        return self.critic_crops(real, fake) if self.critic_crops is not None else (real, fake)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         device_type = torch.device(self.state.device).type
@@ -207,15 +233,16 @@ class WGANGPTrainer(Trainer):
         engine.state.output = output
         engine.generator.train()
         # ignite counts iterations from 1 and has already counted this one
-        adversarial = bool(engine.n_critic) and engine.state.iteration > engine.adversarial_warmup
+        adversarial = engine._adversarial(engine.state.iteration)
 
         if adversarial:
             assert engine.critic is not None  # n_critic > 0 only with a critic, checked in __init__
             engine.critic.train()
             with torch.no_grad(), engine._autocast():
                 fake = engine.generator(inputs)
+            real, fake = engine._critic_view(targets, fake)
             for _ in range(engine.n_critic):
-                output.update(engine._critic_step(targets, fake))
+                output.update(engine._critic_step(real, fake))
                 if engine.should_terminate:
                     output["loss"] = output["loss_critic"]
                     return engine._complete(output)
@@ -227,7 +254,7 @@ class WGANGPTrainer(Trainer):
         engine.g_optimizer.zero_grad(set_to_none=True)
         with engine._autocast():
             prediction = engine.generator(inputs)
-            fake_scores = critic_module(prediction) if adversarial else None
+            fake_scores = critic_module(engine._critic_view(targets, prediction)[1]) if adversarial else None
         terms = engine.g_loss_function(prediction, targets, fake_scores, adversarial=adversarial)
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if adversarial:

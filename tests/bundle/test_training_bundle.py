@@ -202,3 +202,17 @@ def test_config_exposes_the_documented_override_ids(repo_root: Path) -> None:
     assert parser.get_parsed_content("backbone") == "efficientnetv2_m"  # the paper's, when not starting from the file
     for run_id in ("initialize", "run", "training", "finalize"):
         assert run_id in config
+
+
+def test_the_critic_scores_late_patch_sized_crops_by_default_and_whole_images_with_size_0(repo_root: Path) -> None:
+    import json
+
+    config = json.loads((repo_root / "bundle/configs/train.json").read_text())
+    parser = ConfigParser(config)
+    crops = parser.get_parsed_content("critic_crops")  # the whole-slice phase: as many pixels as a batch of 64² patches
+    assert (crops.size, crops.count) == (128, 128 * 64**2 // 128**2)
+    assert crops.body_threshold == parser.get_parsed_content("body_threshold") > 0
+    assert parser.get_parsed_content("adversarial_end") is None
+    parser = ConfigParser(config)
+    parser["critic_crop_size"] = 0
+    assert parser.get_parsed_content("critic_crops") is None

@@ -12,6 +12,7 @@ from builders import perturbed_tiny_generator
 from ignite.engine import Events
 from torch import nn
 
+from custom.engines.critic_crops import CriticCrops
 from custom.engines.wgan_gp_trainer import NonFiniteLossError, WGANGPTrainer
 from custom.losses.perceptual import PerceptualLoss
 from custom.losses.wgan_gp import GeneratorLoss, gradient_penalty, random_interpolates, wasserstein_estimate
@@ -152,7 +153,14 @@ class CountingAdam(torch.optim.Adam):
         return super().step(closure)
 
 
-def make_trainer(n_critic: int, batches: list[dict], lambda_adv: float = 1e-3, adversarial_warmup: int = 0) -> WGANGPTrainer:
+def make_trainer(
+    n_critic: int,
+    batches: list[dict],
+    lambda_adv: float = 1e-3,
+    adversarial_warmup: int = 0,
+    adversarial_end: int | None = None,
+    critic_crops: CriticCrops | None = None,
+) -> WGANGPTrainer:
     torch.manual_seed(0)
     generator = EfficientNetV2Denoiser(SMALL_BACKBONE, decoder_channels=(32, 16, 16, 8, 8), stem_channels=8)
     critic = WGANCritic(base_channels=8, num_layers=3)
@@ -167,6 +175,8 @@ def make_trainer(n_critic: int, batches: list[dict], lambda_adv: float = 1e-3, a
         g_loss_function=GeneratorLoss(lambda_adv=lambda_adv, lambda_perceptual=0.0),
         n_critic=n_critic,
         adversarial_warmup=adversarial_warmup,
+        adversarial_end=adversarial_end,
+        critic_crops=critic_crops,
     )
 
 
@@ -205,6 +215,33 @@ def test_adversarial_warmup_trains_the_generator_alone_first() -> None:
     assert seen == [False, False, True]
     with pytest.raises(ValueError, match="adversarial_warmup"):
         make_trainer(3, random_batches(1), adversarial_warmup=-1)
+
+
+def test_adversarial_end_trains_the_generator_alone_again_afterwards() -> None:
+    trainer = make_trainer(2, random_batches(4), adversarial_warmup=1, adversarial_end=3)
+    seen: list[bool] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: seen.append("loss_adv" in engine.state.output[0]))
+    critic_before: list[torch.Tensor] = []
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED(once=3),
+        lambda _: critic_before.extend(p.detach().clone() for p in trainer.critic.parameters()),
+    )
+    trainer.run()
+    assert seen == [False, True, True, False]
+    assert trainer.g_optimizer.steps == 4
+    assert trainer.c_optimizer.steps == trainer.state.critic_iterations == 4  # iterations 2 and 3, 2 steps each
+    assert all(torch.equal(a, b) for a, b in zip(critic_before, trainer.critic.parameters()))  # untouched at 4
+    with pytest.raises(ValueError, match="adversarial_end"):
+        make_trainer(2, random_batches(1), adversarial_warmup=2, adversarial_end=2)
+
+
+def test_the_critic_scores_crops_of_larger_images_in_both_steps() -> None:
+    trainer = make_trainer(1, random_batches(1), critic_crops=CriticCrops(size=16, count=3, body_threshold=0.0))
+    seen: list[tuple[int, ...]] = []
+    trainer.critic.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    trainer.run()
+    # critic step: real, fake and interpolates of 2 images x 3 crops; generator step: the output's crops
+    assert seen == [(18, 1, 16, 16), (6, 1, 16, 16)]
 
 
 def test_a_warmup_as_long_as_the_run_is_refused_before_training() -> None:
