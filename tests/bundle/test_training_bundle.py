@@ -198,8 +198,10 @@ def test_config_exposes_the_documented_override_ids(repo_root: Path) -> None:
     parser = ConfigParser(config)
     parser["bundle_root"] = str(repo_root / "bundle")
     assert parser.get_parsed_content("backbone") == read_model_file(SHIPPED_MODEL_FILE).settings["backbone"]
+    assert parser.get_parsed_content("freeze_batch_norm") is True  # fine-tuning keeps the file's BatchNorm statistics
     parser["from_scratch"] = True
     assert parser.get_parsed_content("backbone") == "efficientnetv2_m"  # the paper's, when not starting from the file
+    assert parser.get_parsed_content("freeze_batch_norm") is False
     for run_id in ("initialize", "run", "training", "finalize"):
         assert run_id in config
 

@@ -160,6 +160,7 @@ def make_trainer(
     adversarial_warmup: int = 0,
     adversarial_end: int | None = None,
     critic_crops: CriticCrops | None = None,
+    freeze_batch_norm: bool = False,
 ) -> WGANGPTrainer:
     torch.manual_seed(0)
     generator = EfficientNetV2Denoiser(SMALL_BACKBONE, decoder_channels=(32, 16, 16, 8, 8), stem_channels=8)
@@ -177,6 +178,7 @@ def make_trainer(
         adversarial_warmup=adversarial_warmup,
         adversarial_end=adversarial_end,
         critic_crops=critic_crops,
+        freeze_batch_norm=freeze_batch_norm,
     )
 
 
@@ -233,6 +235,22 @@ def test_adversarial_end_trains_the_generator_alone_again_afterwards() -> None:
     assert all(torch.equal(a, b) for a, b in zip(critic_before, trainer.critic.parameters()))  # untouched at 4
     with pytest.raises(ValueError, match="adversarial_end"):
         make_trainer(2, random_batches(1), adversarial_warmup=2, adversarial_end=2)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_batch_norm_keeps_its_statistics_and_trains_its_scale(freeze: bool) -> None:
+    trainer = make_trainer(1, random_batches(2), freeze_batch_norm=freeze)
+    norms = [m for m in trainer.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    statistics_before = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in norms]
+    scales_before = [m.weight.detach().clone() for m in norms]
+    trainer.run()
+    statistics_kept = [
+        torch.equal(mean, m.running_mean) and torch.equal(var, m.running_var) and count == int(m.num_batches_tracked)
+        for (mean, var, count), m in zip(statistics_before, norms, strict=True)
+    ]
+    assert norms and all(statistics_kept) == freeze and any(statistics_kept) == freeze
+    assert any(not torch.equal(before, m.weight) for before, m in zip(scales_before, norms, strict=True))
+    assert trainer.generator.training  # the rest of the generator trains as usual (dropout, stochastic depth)
 
 
 def test_the_critic_scores_crops_of_larger_images_in_both_steps() -> None:
