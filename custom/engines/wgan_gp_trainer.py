@@ -134,9 +134,9 @@ class WGANGPTrainer(Trainer):
         self.adversarial_warmup = adversarial_warmup
         if adversarial_end is not None and self.n_critic and adversarial_end <= adversarial_warmup:
             raise ValueError(
-                f"adversarial_end ({adversarial_end}, by default where the whole-slice phase starts) must come after "
-                f"adversarial_warmup ({adversarial_warmup}): the critic would never train; shorten the warm-up or "
-                "--whole_slice_fraction, or pass --lambda_adv 0 --n_critic 0 to train without a critic"
+                f"adversarial_end ({adversarial_end}) must come after adversarial_warmup ({adversarial_warmup}): the "
+                "critic would never train; raise --adversarial_end or shorten the warm-up, or pass --lambda_adv 0 "
+                "--n_critic 0 to train without a critic"
             )
         self.adversarial_end = adversarial_end
         self.critic_crops = critic_crops
