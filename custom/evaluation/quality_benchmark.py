@@ -57,26 +57,26 @@ Equal training time for methods of unequal cost: `--set METHOD.KEY=VALUE` overri
 learned method, and `METHOD.iterations=N` gives it its own run length; the report's "training budget" table shows
 each run's iterations and seconds spent in training iterations (validation excluded). The Mayo-domain comparison of
 the model card (L067 z-blocks with calibrated simulated quarter dose; prepared by scripts/prepare_volume.py):
-    python scripts/benchmark_quality.py --datalist /data/l067_zblocks/datalist.json --methods ours red_cnn bm3d tv \
-        --seeds 3 --backbone tf_efficientnetv2_b0 --batch-size 16 --learning-rate 3e-4 --iterations 310 \
-        --val-every 155 --adversarial-warmup 155 --set ours.n_critic=1 ours.lambda_perceptual=0 red_cnn.iterations=155 \
-        --max-test-slices 14 --max-tuning-slices 7 --real-low-dose ../shared/data/mayo/L109_quarter_3mm \
+    python scripts/benchmark_quality.py --datalist /data/l067_zblocks/datalist.json --methods ours red_cnn bm3d tv \\
+        --seeds 3 --backbone tf_efficientnetv2_b0 --batch-size 16 --learning-rate 3e-4 --iterations 310 \\
+        --val-every 155 --adversarial-warmup 155 --set ours.n_critic=1 ours.lambda_perceptual=0 red_cnn.iterations=155 \\
+        --max-test-slices 14 --max-tuning-slices 7 --real-low-dose ../shared/data/mayo/L109_quarter_3mm \\
         --real-low-dose-slices 8
 
 Sweeps (issue 11's choice of settings): `--sweep METHOD.KEY=V1,V2,...` (repeatable) adds one learned run per value
 and seed, named METHOD[KEY=VALUE]: the method as `--set` defines it with only that key changed (one factor at a
 time, not a grid). quality.md lists each key's values, the centre included, with the best validation PSNR the run
-kept its model.pt for and marks the best as chosen, and quality.json records the choice under "sweep"; the test PSNR stands beside it but chooses
-nothing. Every variant is a run of the MLflow experiment, with its settings as params. On the Mayo-domain split:
-    python scripts/benchmark_quality.py --datalist /data/l067_zblocks/datalist.json --methods ours --seeds 2 \
-        --backbone tf_efficientnetv2_b0 --batch-size 16 --learning-rate 3e-4 --iterations 310 --val-every 155 \
-        --adversarial-warmup 155 --set ours.n_critic=1 ours.lambda_perceptual=0 --max-test-slices 14 \
-        --sweep ours.lambda_adv=0,0.01 ours.n_critic=5 ours.adversarial_warmup=0,300 ours.patch_size=96 \
-        ours.backbone=tf_efficientnetv2_s
-The perceptual term (random VGG19 features offline, CT features of a saved generator's encoder, or none), around a
-centre that has it on:
-    ... --set ours.n_critic=1 ours.lambda_perceptual=0.1 \
-        --sweep ours.perceptual_network=bundle/models/shipped/model.pt ours.lambda_perceptual=0
+kept its model.pt for and marks the best as chosen, and quality.json records the choice under "sweep"; the test
+PSNR stands beside it but chooses nothing. Every variant is a run of the MLflow experiment, with its settings as
+params. On the Mayo-domain split, the sweep of the model card (bundle/docs/benchmarks.md, section 5; the
+perceptual term compared as random VGG19 features, CT features of a saved generator's encoder, or none):
+    python scripts/benchmark_quality.py --datalist /data/l067_zblocks/datalist.json --methods ours --seeds 1 \\
+        --backbone tf_efficientnetv2_b0 --batch-size 16 --patch-size 64 --learning-rate 3e-4 --iterations 320 \\
+        --val-every 32 --adversarial-warmup 160 --max-test-slices 14 --experiment ldct_l067_sweep \\
+        --set ours.n_critic=1 ours.lambda_perceptual=0 ours.perceptual_network=bundle/models/shipped/model.pt \\
+        --sweep ours.lambda_perceptual=0.1 ours.lambda_adv=0,0.01 ours.n_critic=5 ours.adversarial_warmup=64,256 \\
+        ours.patch_size=96 ours.backbone=tf_efficientnetv2_s ours.whole_slice_fraction=0.2
+    python scripts/benchmark_quality.py ... --set ours.n_critic=1 ours.lambda_perceptual=0.1  # random VGG19
 
 Classical methods only, with the no-reference report on real Mayo quarter dose (minutes on 2 cores):
     python scripts/benchmark_quality.py --methods bm3d --quick --max-test-slices 4 \\
