@@ -32,6 +32,7 @@ from custom.evaluation.context_sensitivity import central_region_psnr
 from custom.evaluation.edge_width import edge_widths_against_reference
 from custom.evaluation.no_reference import summarise_series
 from custom.evaluation.noise_measurement import read_series
+from custom.evaluation.subsets import evenly_spaced
 from custom.evaluation.windowed_metrics import slice_scores
 from custom.inference.denoising_strength import blend_with_source, check_strength
 from custom.networks.model_file import build_generator, load_weights, read_model_file
@@ -92,8 +93,7 @@ def score_pairs(
     evenly spaced pairs of `split`; with `context_sizes`, the "whole" denoiser's central-region PSNR at each context
     size (`custom.evaluation.context_sensitivity`)."""
     entries = load_paired_datalist(datalist, split)
-    if max_slices and len(entries) > max_slices:
-        entries = [entries[i] for i in np.linspace(0, len(entries) - 1, max_slices).round().astype(int)]
+    entries = evenly_spaced(entries, max_slices)
     load = LoadImage(image_only=True)
     names = ("low_dose", *denoisers, *map(strength_name, strengths))
     values: dict[str, dict[str, list[float]]] = {name: {} for name in names}

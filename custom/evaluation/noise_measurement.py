@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from custom.conventions import ORGAN_TISSUE_HU
 from custom.data.simulated_pairs import InputError
+from custom.evaluation.subsets import evenly_spaced
 from custom.io.atomic_output import atomic_output, write_text_atomically
 from custom.io.ct_series_loader import is_nifti
 from custom.io.dicom_series import DicomSeriesError, candidate_files, load_ct_series
@@ -229,9 +230,7 @@ def select_slices(checker: SliceChecker, spec: slice | list[int], max_slices: in
     skipped = [index for index, flag in zip(candidates, flags) if not flag]
     if not kept:
         raise InputError(f"{checker.volume.path}: none of the {len(candidates)} selected slices holds soft tissue to measure")
-    if len(kept) > max_slices:
-        kept = [kept[int(position)] for position in np.linspace(0, len(kept) - 1, max_slices).round()]
-    return kept, skipped
+    return evenly_spaced(kept, max_slices), skipped
 
 
 def scalars(measure: Mapping[str, Any]) -> dict[str, Any]:

@@ -98,7 +98,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -124,6 +124,7 @@ from custom.data.simulated_pairs import is_image_file, simulate_dataset
 from custom.evaluation import run_comparison as compare_runs
 from custom.evaluation.no_reference import MEAN_SHIFT_TARGET_HU, summarise_series
 from custom.evaluation.noise_measurement import CTVolume
+from custom.evaluation.subsets import evenly_spaced
 from custom.io.atomic_output import write_text_atomically
 from custom.io.ct_series_loader import relative_name
 from custom.io.dicom_series import candidate_files
@@ -187,7 +188,6 @@ NO_REFERENCE_COLUMNS = {
 }
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]  # normalised (1, H, W) low dose in, same out
-Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -369,12 +369,6 @@ class BundleScoring:
         with torch.inference_mode():
             prediction = denoise(image).detach().cpu()
         return prediction[0].double().numpy() * self.hu_span + self.hu_min
-
-
-def evenly_spaced(items: list[Item], limit: int | None) -> list[Item]:
-    if not limit or limit >= len(items):
-        return items
-    return [items[round(i * (len(items) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else items[:1]
 
 
 def real_series_name(volume: CTVolume) -> str:

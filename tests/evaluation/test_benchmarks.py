@@ -367,12 +367,6 @@ def test_default_data_is_simulated_once_and_split_by_series(tmp_path: Path) -> N
         benchmark_quality.build_default_datalist(data_dir, output_dir, seed=0, series_splits={"test": ("absent",)})
 
 
-def test_evenly_spaced_subset_keeps_the_ends() -> None:
-    items = [{"index": i} for i in range(20)]
-    assert [item["index"] for item in benchmark_quality.evenly_spaced(items, 5)] == [0, 5, 10, 14, 19]
-    assert benchmark_quality.evenly_spaced(items, None) == items
-
-
 def write_phantom_series(folder: Path, count: int, size: int = 128) -> Path:
     """A CT DICOM series (CT_small's headers, 0.66 mm pixels) of noisy abdomen-like phantoms instead of its pixels."""
     for index, path in enumerate(write_ct_series(folder, [5.0 * index for index in range(count)])):
