@@ -1,8 +1,10 @@
 """Which slices a figure is computed on when it uses fewer than a split or series holds.
 
-Every script that scores a subset (`score_model.py --max-slices`, `benchmark_quality.py --max-test-slices` and its
-real-series slices, `measure_noise.py`) takes it with this one rule, so figures from different scripts that name the
-same count name the same slices.
+`score_model.py --max-slices`, `benchmark_quality.py --max-test-slices` (and its tuning and real-series slices) and
+`measure_noise.py` take their subsets with this one rule, so the same count of the same split names the same slices.
+`score_model.py --real-slices` does not: it spreads its slices between margins of up to 8 slices at each end of the
+series (`custom.evaluation.model_scoring.score_real_series`), so its real-series figures name other slices than
+`benchmark_quality.py --real-low-dose-slices`.
 """
 
 from __future__ import annotations
