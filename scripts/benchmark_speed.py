@@ -24,6 +24,7 @@ timed iterations. The 1-minute load average at start and end is recorded: other 
 
     python scripts/benchmark_speed.py                     # full run (device auto)
     python scripts/benchmark_speed.py --quick             # 64x64, small models, no torch.compile: a smoke run
+    python scripts/benchmark_speed.py --self-ensemble 2   # ours as inference.json runs it: two views per slice
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from custom.conventions import INFERENCE_SELF_ENSEMBLE
 from custom.evaluation.speed_benchmark import MODELS, VARIANTS, run
+from custom.inference.self_ensemble import SELF_ENSEMBLE_SIZES
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -61,6 +64,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="MODEL=FILE",
         help="trained state_dicts (e.g. the bundle's models/model.pt) so the Δ vs fp32 is realistic",
+    )
+    parser.add_argument(
+        "--self-ensemble",
+        type=int,
+        default=1,
+        choices=SELF_ENSEMBLE_SIZES,
+        help=f"our models average this many flipped views per slice (default 1: one pass; inference.json: "
+        f"{INFERENCE_SELF_ENSEMBLE}); RED-CNN runs alone",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="also write the JSON here")

@@ -15,6 +15,9 @@ shift, and 10-90 % edge widths of organ boundaries, output against input (custom
 --strength), from the same network outputs. With --context-sizes: the PSNR ([-160, 240] HU) of each paired slice's
 central 128x128 pixels denoised within centred crops of each size and whole; a model that carries far context
 (air, table, body outline) into the organs drifts as the crop grows (custom/evaluation/context_sensitivity.py).
+With --self-ensemble N: every output is the mean over N flipped views of the slice (inference.json's
+--self_ensemble, default custom.conventions.INFERENCE_SELF_ENSEMBLE there; 1 here, the network alone, as in the
+model card's tables before 2026-12-05).
 Prints JSON.
 """
 
@@ -28,10 +31,11 @@ from pathlib import Path
 
 import torch
 
-from custom.conventions import SHIPPED_MODEL_FILE
+from custom.conventions import INFERENCE_SELF_ENSEMBLE, SHIPPED_MODEL_FILE
 from custom.evaluation.context_sensitivity import DEFAULT_REGION
 from custom.evaluation.model_scoring import load_denoisers, score_pairs, score_real_series
 from custom.inference.denoising_strength import check_strength
+from custom.inference.self_ensemble import SELF_ENSEMBLE_SIZES
 from custom.io.atomic_output import write_text_atomically
 from custom.networks.model_file import ModelFileError
 
@@ -60,6 +64,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also score the central 128 px of each paired slice denoised within centred crops of these sizes",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument(
+        "--self-ensemble",
+        type=int,
+        default=1,
+        choices=SELF_ENSEMBLE_SIZES,
+        help=f"average over this many flipped views of each slice (default 1: the network alone; inference.json: "
+        f"{INFERENCE_SELF_ENSEMBLE})",
+    )
+    parser.add_argument("--device", default="cpu", help="where the network runs (float32): cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     if args.datalist is None and not args.real_low_dose:
@@ -82,11 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        denoisers = load_denoisers(args.model, args.tile_sizes)
+        denoisers = load_denoisers(args.model, args.tile_sizes, args.device, args.self_ensemble)
     except ModelFileError as error:
         print(f"score_model: {error}", file=sys.stderr)
         return 2
-    report: dict = {"model": str(args.model), "threads": torch.get_num_threads()}
+    report: dict = {"model": str(args.model), "self_ensemble": args.self_ensemble, "threads": torch.get_num_threads()}
     if args.datalist:
         report["paired"] = score_pairs(denoisers, args.datalist, args.split, args.max_slices, args.strengths, args.context_sizes)
     report["real_low_dose"] = [

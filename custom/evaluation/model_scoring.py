@@ -9,15 +9,17 @@ depends on the context around it (`custom.evaluation.context_sensitivity`).
 Without a reference (a real low-dose series such as Mayo L109 quarter dose): the no-reference measures of
 `custom.evaluation.no_reference` (noise reduction, mean shift, edge widening) of whole-slice outputs.
 Denoising strengths below 1 (`custom.inference.denoising_strength`) are scored from the same whole-slice outputs,
-blended with the input as inference.json's `--strength` does.
+blended with the input as inference.json's `--strength` does; with a self-ensemble size above 1, every output is the
+mean over that many flipped views (`custom.inference.self_ensemble`), as inference.json's `--self_ensemble` gives.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,6 +37,7 @@ from custom.evaluation.noise_measurement import read_series
 from custom.evaluation.subsets import evenly_spaced
 from custom.evaluation.windowed_metrics import slice_scores
 from custom.inference.denoising_strength import blend_with_source, check_strength
+from custom.inference.self_ensemble import check_self_ensemble, self_ensemble
 from custom.networks.model_file import build_generator, load_weights, read_model_file
 from custom.simulation.noise_texture import soft_tissue_mask
 
@@ -42,17 +45,26 @@ TILE_OVERLAP = 0.25
 Denoiser = Callable[[np.ndarray], np.ndarray]
 
 
-def load_denoisers(model_path: Path, tile_sizes: Sequence[int]) -> dict[str, Denoiser]:
-    """HU -> HU functions of the saved model: "whole" slice, and "tiled_<size>" for each tile size."""
+def load_denoisers(
+    model_path: Path, tile_sizes: Sequence[int], device: str | torch.device = "cpu", self_ensemble_size: int = 1
+) -> dict[str, Denoiser]:
+    """HU -> HU functions of the saved model: "whole" slice, and "tiled_<size>" for each tile size.
+
+    The network runs in float32 on `device`, averaged over `self_ensemble_size` flipped views of its input as
+    inference.json's `self_ensemble` does; NumPy arrays go in and come out.
+    """
     model = read_model_file(model_path)
-    network: nn.Module = load_weights(build_generator(model), model).eval()
+    loaded: nn.Module = load_weights(build_generator(model), model).eval().to(device)
+    network = partial(self_ensemble, loaded, size=check_self_ensemble(self_ensemble_size))
     low, high = model.hu_window
 
     def run(hu: np.ndarray, inferer: SlidingWindowInferer | None) -> np.ndarray:
         image = torch.from_numpy(np.clip((np.asarray(hu, np.float32) - low) / (high - low), 0.0, 1.0))[None, None]
+        image = image.to(device)
         with torch.no_grad():
-            output = network(image) if inferer is None else inferer(image, network)
-        denoised = np.asarray(output)[0, 0] * (high - low) + low
+            # the inferer's result is typed for networks with several outputs; the denoiser has one
+            output = network(image) if inferer is None else cast(torch.Tensor, inferer(image, network))
+        denoised = output.float().cpu().numpy()[0, 0] * (high - low) + low
         outside = (hu < low) | (hu > high)  # as inference.json does: HU outside the model's window pass through
         return np.where(outside, hu, denoised).astype(np.float32)
 

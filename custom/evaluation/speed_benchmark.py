@@ -12,6 +12,10 @@ Training: patches/s of one full WGAN-GP iteration (n_critic critic steps with gr
 generator step with adversarial + L1 + perceptual loss) through the bundle's own `WGANGPTrainer`, with the
 hyperparameters read from `bundle/configs/train.json` (paper: batch 128 of 64x64 patches, efficientnetv2_m).
 
+With `self_ensemble` above 1 our models run as the mean over that many flipped views of each slice
+(`custom.inference.self_ensemble`, inference.json's default: `custom.conventions.INFERENCE_SELF_ENSEMBLE`), every
+variant alike, and the deviation is measured against eager fp32 averaged over the same views; RED-CNN runs alone.
+
 Weights are random (no downloads); the generator's zero-initialised noise head is re-initialised so its output
 depends on the whole network and the deviation check means something. Speed does not depend on weight values.
 
@@ -24,6 +28,7 @@ timed iterations. The 1-minute load average at start and end is recorded: other 
 
     python scripts/benchmark_speed.py                     # full run (device auto)
     python scripts/benchmark_speed.py --quick             # 64x64, small models, no torch.compile: a smoke run
+    python scripts/benchmark_speed.py --self-ensemble 2   # ours as inference.json runs it: two views per slice
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from custom.conventions import MODEL_HU_WINDOW, TRAIN_CONFIG
+from custom.inference.self_ensemble import check_self_ensemble, self_ensemble
 from custom.io.atomic_output import write_text_atomically
 from custom.networks.generator import EfficientNetV2Denoiser
 from custom.networks.model_file import load_weights, read_model_file
@@ -88,6 +94,7 @@ class Settings:
     skip_compile_reason: str = ""
     seed: int = 0
     weights: tuple[tuple[str, str], ...] = ()  # (model name, state_dict file) pairs; random weights otherwise
+    self_ensemble: int = 1  # flipped views averaged per slice by our models (RED-CNN: always 1)
 
     @classmethod
     def for_device(cls, device: str, quick: bool) -> Settings:
@@ -207,6 +214,11 @@ def build_model(name: str, settings: Settings) -> nn.Module:
     return model.eval().to(settings.device)
 
 
+def views_of(name: str, settings: Settings) -> int:
+    """Flipped views the named model averages per slice: the settings' self-ensemble for ours, 1 for RED-CNN."""
+    return 1 if name == REFERENCE_MODEL else settings.self_ensemble
+
+
 def example_input(settings: Settings, batch_size: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(settings.seed)
     return torch.rand(batch_size, 1, settings.image_size, settings.image_size, generator=generator).to(settings.device)
@@ -312,8 +324,10 @@ def setup_variant(
     folder: str,
     reference: torch.Tensor | None,
     result: dict[str, Any],
+    views: int = 1,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Build the variant's runner and make its first call; record setup time and deviation from `reference`.
+    """Build the variant's runner (averaged over `views` flipped views) and make its first call; record setup time
+    and deviation from `reference`.
 
     The deviation is given in HU and relative to the largest change eager fp32 makes to its input, because
     random weights can give outputs of any scale.
@@ -321,6 +335,8 @@ def setup_variant(
     device = example.device
     start = time.perf_counter()
     run, description = prepare_variant(model, variant, device, example, folder)
+    if views > 1:
+        run = partial(self_ensemble, run, size=views)
     output = run(example)
     synchronize(device)
     result.update(description, setup_s=round(time.perf_counter() - start, 2))
@@ -358,7 +374,7 @@ def measure_variant(
             try:
                 with peak_memory(device) as memory:  # at batch 1 the setup's memory (exports, compilers) counts
                     if batch_size == batch_sizes[0]:
-                        run = setup_variant(model, variant, example, folder, reference, result)
+                        run = setup_variant(model, variant, example, folder, reference, result, views_of(model_name, settings))
                     timing = time_calls(run, x, settings.warmup - 1 if batch_size == 1 else settings.warmup, settings)
             except torch.OutOfMemoryError:
                 result["batch_search_stopped"] = f"out of memory at batch {batch_size}"
@@ -450,11 +466,12 @@ def benchmark_model(name: str, variants: Sequence[str], settings: Settings, prog
     record: dict[str, Any] = {
         "weights": dict(settings.weights).get(name, "random (seeded)"),
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-        "gflops_per_slice": round(gflops_per_slice(model, settings.image_size), 2),
+        "gflops_per_slice": round(views_of(name, settings) * gflops_per_slice(model, settings.image_size), 2),
+        "self_ensemble": views_of(name, settings),
         "variants": {},
     }
     with torch.inference_mode():
-        reference = model(example_input(settings, 1)).float()
+        reference = self_ensemble(model, example_input(settings, 1), views_of(name, settings)).float()
     for variant in variants:
         progress.set_postfix_str(f"{name} {variant}")
         try:
@@ -638,7 +655,9 @@ def markdown_tables(result: dict[str, Any]) -> str:
         f"GFLOPs/{size}² slice | peak MiB (increase) | max Δ vs fp32: HU (relative) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, record in result["models"].items():
+    for model_name, record in result["models"].items():
+        views = record.get("self_ensemble", 1)
+        name = f"{model_name} ({views} views)" if views > 1 else model_name
         for variant, outcome in record["variants"].items():
             if outcome.get("status") != "ok" or "batch1_latency_ms" not in outcome:
                 lines.append(f"| {name} | {variant} | {outcome.get('status')}: {outcome.get('reason', '')} | | | | | | | |")
@@ -685,6 +704,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "weights": weights,
         "batch_sizes": tuple(args.batch_sizes) if args.batch_sizes else None,
         "compile_timeout": args.compile_timeout,
+        "self_ensemble": check_self_ensemble(args.self_ensemble),
     }
     settings = replace(settings, **{key: value for key, value in overrides.items() if value is not None})
     if args.compile_timeout is not None and args.quick:

@@ -24,10 +24,11 @@ from monai.bundle import run
 from pydicom.pixels import apply_rescale
 from pydicom.uid import ExplicitVRLittleEndian
 
+from custom.inference.self_ensemble import self_ensemble
 from custom.io.dicom_series import load_ct_series
 from custom.io.dicom_series_writer import DENOISED_LABEL, stored_value_range
 from custom.networks.generator import EfficientNetV2Denoiser
-from custom.networks.model_file import save_model_file
+from custom.networks.model_file import build_generator, load_weights, read_model_file, save_model_file
 
 BACKBONE = "tf_efficientnetv2_b0"
 HU_MIN, HU_MAX = -1024, 3072
@@ -64,6 +65,15 @@ def identity_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def shifting_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_generator(tmp_path_factory.mktemp("models") / "shifting.pt", noise=NOISE)
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generator whose output head is random too: its output changes with the slice's orientation."""
+    torch.manual_seed(0)
+    generator = EfficientNetV2Denoiser(backbone=BACKBONE)
+    torch.nn.init.normal_(generator.noise_head.weight, std=0.05)
+    return save_model_file(tmp_path_factory.mktemp("models") / "random.pt", generator)
 
 
 def checksums(folder: Path) -> dict[str, str]:
@@ -199,6 +209,26 @@ def test_voxels_outside_the_window_keep_the_input_hu(
         shift = strength * NOISE * (HU_MAX - HU_MIN)
         np.testing.assert_allclose(hu[~outside], expected[~outside] - shift, atol=0.5 + 0.02 * shift)
         assert ("denoising strength 0.5" in output.DerivationDescription) == (strength < 1)
+        assert "mean over 2 flipped views" in output.DerivationDescription  # inference.json's default self-ensemble
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_the_self_ensemble_averages_flipped_views_of_each_slice(
+    bundle_files: dict[str, Path], random_model: Path, tmp_path: Path, size: int
+) -> None:
+    """`--self_ensemble` gives the mean of the network over that many views, as `self_ensemble` computes it."""
+    write_ct_series(tmp_path / "in", [0.0, 5.0])
+    run_in_process(bundle_files, random_model, tmp_path / "in", tmp_path / "out", self_ensemble=size)
+    model = read_model_file(random_model)
+    network = load_weights(build_generator(model), model).eval()
+    source = load_ct_series([tmp_path / "in"]).read_hu().transpose(0, 2, 1)  # (x, y): as the bundle's loader
+    scaled = torch.from_numpy(np.clip((source - HU_MIN) / (HU_MAX - HU_MIN), 0, 1).astype(np.float32))[:, None]
+    with torch.no_grad():
+        views = {n: self_ensemble(network, scaled, n)[:, 0].numpy() * (HU_MAX - HU_MIN) + HU_MIN for n in (1, 2)}
+    assert np.abs(views[2] - views[1]).max() > 5  # the views differ: the test tells the sizes apart
+    outputs = read_output_series(tmp_path / "out" / "in" / "dicom")
+    for output, wanted in zip(outputs, views[size], strict=True):
+        np.testing.assert_allclose(apply_rescale(output.pixel_array, output), wanted.T, atol=1.0)
 
 
 def test_nifti_folder_and_datalist_inputs(bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path) -> None:
@@ -307,4 +337,14 @@ def test_a_strength_outside_0_1_is_refused_before_any_output(
     with pytest.raises(Exception) as error:
         run_in_process(bundle_files, identity_model, tmp_path / "in", tmp_path / "out", strength=strength)
     assert f"denoising strength {strength}: must be in [0, 1]" in error_chain(error.value)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.*"))
+
+
+def test_a_self_ensemble_size_that_is_not_a_group_is_refused_before_any_output(
+    bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path
+) -> None:
+    write_ct_series(tmp_path / "in", [0.0, 5.0])
+    with pytest.raises(Exception) as error:
+        run_in_process(bundle_files, identity_model, tmp_path / "in", tmp_path / "out", self_ensemble=3)
+    assert "self-ensemble size 3: must be one of (1, 2, 4, 8)" in error_chain(error.value)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.*"))

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from builders import abdomen_phantom, edit, write_ct_series, write_synthetic_datalist
 from pydicom.data import get_testdata_file
+from tqdm import tqdm
 
 from custom.evaluation import quality_benchmark as benchmark_quality
 from custom.evaluation import run_comparison
@@ -222,6 +223,23 @@ def test_speed_json_has_every_variant_or_a_reason(script: ScriptLoader, tmp_path
     assert training["status"] == "ok" and training["patches_per_s"] > 0 and training["n_critic"] >= 1
     table = (tmp_path / "speed.md").read_text()
     assert all(variant in table for variant in benchmark_speed.VARIANTS)
+
+
+def test_self_ensemble_runs_ours_over_flipped_views_and_red_cnn_alone() -> None:
+    """`--self-ensemble 2` times ours as inference.json runs it: twice the work, checked against eager fp32 over the
+    same views (a deviation of 0 there), while RED-CNN, the reference, runs alone."""
+    settings = replace(benchmark_speed.Settings.for_device("cpu", quick=True), self_ensemble=2)
+    with tqdm(disable=True) as progress:
+        ours = benchmark_speed.benchmark_model("ours_tf_efficientnetv2_b0", ["eager_fp32", "channels_last"], settings, progress)
+        one_pass = benchmark_speed.benchmark_model("ours_tf_efficientnetv2_b0", [], replace(settings, self_ensemble=1), progress)
+        red_cnn = benchmark_speed.benchmark_model("red_cnn", [], settings, progress)
+    assert (ours["self_ensemble"], one_pass["self_ensemble"], red_cnn["self_ensemble"]) == (2, 1, 1)
+    assert ours["gflops_per_slice"] == pytest.approx(2 * one_pass["gflops_per_slice"], abs=0.02)
+    assert ours["variants"]["eager_fp32"]["max_abs_diff_hu_vs_eager_fp32"] == 0
+    assert ours["variants"]["channels_last"]["max_abs_diff_hu_vs_eager_fp32"] < 1
+    assert "ours_tf_efficientnetv2_b0 (2 views) | eager_fp32" in benchmark_speed.markdown_tables(
+        {"settings": {"image_size": 64}, "models": {"ours_tf_efficientnetv2_b0": ours}}
+    )
 
 
 def test_training_curves_are_a_running_mean() -> None:

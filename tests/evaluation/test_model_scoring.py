@@ -38,6 +38,23 @@ def test_score_model_reports_whole_slices_and_strengths(script, tmp_path: Path) 
         assert paired["whole"][f"psnr_{window}"] != paired["low_dose"][f"psnr_{window}"]
     with pytest.raises(SystemExit):
         script("score_model").main([*arguments[:4], "--strengths", "2"])
+    with pytest.raises(SystemExit):
+        script("score_model").main([*arguments[:4], "--self-ensemble", "3"])
+
+
+def test_score_model_averages_flipped_views_on_request(script, tmp_path: Path) -> None:
+    datalist = write_synthetic_datalist(tmp_path)
+    model = save_model_file(tmp_path / "model.pt", perturbed_tiny_generator())
+    reports = {}
+    for size in (1, 2):
+        report_file = tmp_path / f"score_{size}.json"
+        arguments = ["--model", str(model), "--datalist", str(datalist), "--self-ensemble", str(size), "--json", str(report_file)]
+        assert script("score_model").main(arguments) == 0
+        reports[size] = json.loads(report_file.read_text())
+    assert [reports[size]["self_ensemble"] for size in (1, 2)] == [1, 2]
+    first, second = (reports[size]["paired"]["whole"]["psnr_w400"]["mean"] for size in (1, 2))
+    assert first != second  # the perturbed generator is not flip-invariant: the views were averaged
+    assert reports[1]["paired"]["low_dose"] == reports[2]["paired"]["low_dose"]
 
 
 def test_score_model_measures_edge_widths_against_the_full_dose(script, tmp_path: Path) -> None:
