@@ -335,8 +335,7 @@ def setup_variant(
     device = example.device
     start = time.perf_counter()
     run, description = prepare_variant(model, variant, device, example, folder)
-    if views > 1:
-        run = partial(self_ensemble, run, size=views)
+    run = partial(self_ensemble, run, size=views)
     output = run(example)
     synchronize(device)
     result.update(description, setup_s=round(time.perf_counter() - start, 2))

@@ -36,8 +36,7 @@ class AutocastSliceInferer(SliceInferer):
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
         device_type = inputs.device.type
-        if self.self_ensemble > 1:
-            network = partial(self_ensemble, network, size=self.self_ensemble)
+        network = partial(self_ensemble, network, size=self.self_ensemble)
         with torch.autocast(device_type, dtype=AUTOCAST_DTYPES.get(device_type), enabled=self.amp):
             if inputs.ndim == 4:  # (batch, channel, height, width): already slices, tile them like the volume's
                 # typed Tensor | tuple | dict for networks with several outputs; the denoiser returns one tensor

@@ -46,9 +46,10 @@ def _unview(image: torch.Tensor, transpose: bool, flips: tuple[int, ...]) -> tor
 
 
 def self_ensemble(network: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean of `network` over the first `size` dihedral views of `image` (batch, channel, height, width)."""
+    """Mean of `network` over the first `size` dihedral views of `image` (batch, channel, height, width); with
+    size 1 the network's output itself, untouched."""
     views = DIHEDRAL_VIEWS[: check_self_ensemble(size)]
-    total = torch.zeros((), dtype=image.dtype, device=image.device)
-    for transpose, flips in views:
+    total = network(image)  # the first view is the slice itself
+    for transpose, flips in views[1:]:
         total = total + _unview(network(_view(image, transpose, flips)), transpose, flips)
-    return total / len(views)
+    return total if len(views) == 1 else total / len(views)
