@@ -54,6 +54,7 @@ DATALIST_NAME = "datalist.json"
 SPLITS: tuple[str, ...] = ("training", "validation", "test")
 LOW_DOSE_KEY = "low_dose"  # datalist file entries
 FULL_DOSE_KEY = "full_dose"
+DOSE_FRACTION_KEY = "dose_fraction"  # the simulated dose of a pair, where a datalist records it
 PATIENT_KEY = "patient"
 IMAGE_KEY = "image"  # MONAI dictionaries: the network input (low dose) and its target (full dose)
 LABEL_KEY = "label"

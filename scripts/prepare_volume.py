@@ -39,6 +39,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     split.add_argument(
         "--training-realisations", type=int, default=1, help="independent low-dose partners per training slab (default 1)"
     )
+    split.add_argument(
+        "--training-dose-fractions",
+        type=float,
+        nargs="+",
+        help="one training realisation per dose, e.g. 0.125 0.25 0.25 0.5 0.75 (replaces --training-realisations; "
+        "validation and test stay at --dose-fraction): a network trained across doses adapts to the noise it sees",
+    )
     split.add_argument("--patient", help="patient id in the datalist (default: the file name)")
     add_simulation_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated noise (default 0)")

@@ -22,7 +22,15 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import SpatialImage
 from tqdm import tqdm
 
-from custom.conventions import BODY_THRESHOLD_HU, DATALIST_NAME, FULL_DOSE_KEY, LOW_DOSE_KEY, PATIENT_KEY, SPLITS
+from custom.conventions import (
+    BODY_THRESHOLD_HU,
+    DATALIST_NAME,
+    DOSE_FRACTION_KEY,
+    FULL_DOSE_KEY,
+    LOW_DOSE_KEY,
+    PATIENT_KEY,
+    SPLITS,
+)
 from custom.data.mayo import check_output_outside_input
 from custom.data.simulated_pairs import InputError, require_body
 from custom.io.atomic_output import atomic_output, write_text_atomically
@@ -92,6 +100,24 @@ def write_slab(hu: np.ndarray, affine: np.ndarray, target: Path) -> None:
         nib.save(nib.Nifti1Image(hu.astype(np.float32), affine), str(temporary))
 
 
+def training_doses(
+    simulator: SimulateLowDose, training_realisations: int, training_dose_fractions: Sequence[float] | None
+) -> list[float]:
+    """The dose of every training realisation; ValueError naming the bad setting, before any slab is simulated."""
+    if training_dose_fractions is None:
+        if training_realisations < 1:
+            raise ValueError(f"training_realisations must be >= 1, got {training_realisations}")
+        return [float(simulator.simulation_settings["dose_fraction"])] * training_realisations
+    doses = [float(dose) for dose in training_dose_fractions]
+    if not doses or not all(0.0 < dose < 1.0 for dose in doses):
+        raise ValueError(f"training_dose_fractions must be one or more doses in (0, 1), got {doses}")
+    if training_realisations not in (1, len(doses)):
+        raise ValueError(
+            f"training_realisations ({training_realisations}) must match training_dose_fractions ({len(doses)} doses)"
+        )
+    return doses
+
+
 def build_volume_datalist(
     volume_path: Path,
     output_dir: Path,
@@ -103,16 +129,19 @@ def build_volume_datalist(
     device: str | torch.device = "cpu",
     seed: int | None = None,
     training_realisations: int = 1,
+    training_dose_fractions: Sequence[float] | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Write full-dose and simulated low-dose NIfTI slabs of ``volume_path`` and the z-block datalist beside them.
 
     The datalist is written last and atomically: an interrupted run leaves no datalist that points at missing files.
     ``seed`` reseeds ``simulator`` first (and is recorded), so the same call gives the same pairs. Training slabs
     get ``training_realisations`` independent low-dose partners (one entry each), so that a model sees more noise
-    than anatomy repeats; validation and test slabs get one.
+    than anatomy repeats; validation and test slabs get one, at the simulator's dose. ``training_dose_fractions``
+    gives each training realisation a dose of its own (one per realisation, replacing ``training_realisations``):
+    a network trained at one noise level is a fixed-strength smoother that blurs anatomy where the noise is lower
+    (thinner body parts, higher doses), one trained across doses learns to denoise as much as the image needs.
     """
-    if training_realisations < 1:
-        raise ValueError(f"training_realisations must be >= 1, got {training_realisations}")
+    doses = training_doses(simulator, training_realisations, training_dose_fractions)
     check_output_outside_input(volume_path.parent, output_dir)
     volume, affine = load_volume(volume_path)
     if seed is not None:
@@ -128,12 +157,13 @@ def build_volume_datalist(
         full_dose_path = output_dir / FULL_DOSE_KEY / split / f"{patient}_{index:04d}.nii.gz"
         write_slab(hu, slab, full_dose_path)
         image = MetaTensor(torch.from_numpy(np.ascontiguousarray(hu))[None], affine=torch.as_tensor(slab)).to(device)
-        for realisation in range(training_realisations if split == "training" else 1):
+        split_doses = doses if split == "training" else [simulator.simulation_settings["dose_fraction"]]
+        for realisation, dose in enumerate(split_doses):
             try:
-                low_dose = torch.as_tensor(simulator(image)).cpu().numpy()[0]
+                low_dose = torch.as_tensor(simulator(image, dose_fraction=dose)).cpu().numpy()[0]
             except ValueError as error:
                 raise InputError(f"{volume_path}: slab {index}: {error}") from error
-            suffix = f"_{realisation}" if split == "training" and training_realisations > 1 else ""
+            suffix = f"_{realisation}" if len(split_doses) > 1 else ""
             low_dose_path = output_dir / LOW_DOSE_KEY / split / f"{patient}_{index:04d}{suffix}.nii.gz"
             write_slab(low_dose, slab, low_dose_path)
             datalist[split].append(
@@ -142,12 +172,14 @@ def build_volume_datalist(
                     "slab": str(index),
                     FULL_DOSE_KEY: str(full_dose_path.relative_to(output_dir)),
                     LOW_DOSE_KEY: str(low_dose_path.relative_to(output_dir)),
+                    DOSE_FRACTION_KEY: f"{dose:g}",
                 }
             )
     split_info = {
         "volume": str(volume_path),
         "gap_slabs": gap,
-        "training_realisations": training_realisations,
+        "training_realisations": len(doses),
+        "training_dose_fractions": doses,
         "blocks": {split: [indices[0], indices[-1]] for split, indices in blocks.items() if indices},
         "simulation": {**simulator.simulation_settings, "seed": seed},
     }
@@ -171,4 +203,5 @@ def run(args: argparse.Namespace) -> dict[str, list[dict[str, str]]]:
         args.device,
         args.seed,
         args.training_realisations,
+        args.training_dose_fractions,
     )

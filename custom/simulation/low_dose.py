@@ -293,16 +293,20 @@ class SimulateLowDose(Randomizable, Transform):
             raise ValueError("an image without an affine (numpy or plain torch) needs pixel_spacing_mm")
         return self.pixel_spacing_mm
 
-    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+    def __call__(self, img: NdarrayOrTensor, randomize: bool = True, dose_fraction: float | None = None) -> NdarrayOrTensor:
+        """Simulate ``img`` at the simulator's dose, or at ``dose_fraction`` for this call (the other settings kept)."""
         if img.ndim not in (2, 3):
             raise ValueError(f"expected a 2D image shaped (C, H, W) or (H, W), got shape {tuple(img.shape)}")
+        settings = dict(self.simulation_settings)
+        if dose_fraction is not None:
+            settings["dose_fraction"] = dose_fraction  # simulate_low_dose_hu validates it
         if randomize:
             self.randomize()
         spacing = self._pixel_spacing(img)
         hu = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
         slices = hu.reshape(-1, 1, *hu.shape[-2:])
         generator = torch.Generator(device=slices.device).manual_seed(self._noise_seed)
-        low_dose = simulate_low_dose_hu(slices, spacing, generator, **self.simulation_settings).reshape(hu.shape)
+        low_dose = simulate_low_dose_hu(slices, spacing, generator, **settings).reshape(hu.shape)
         return convert_to_dst_type(low_dose, img, dtype=_output_dtype(img))[0]
 
 

@@ -62,6 +62,44 @@ def test_volume_datalist_pairs_are_aligned_and_split_by_block(tmp_path: Path) ->
             assert np.abs(low.get_fdata() - full.get_fdata()).mean() > 0.5  # noise was inserted
 
 
+def test_training_realisations_can_each_have_a_dose_of_their_own(tmp_path: Path) -> None:
+    source = tmp_path / "input" / "P3.nii.gz"
+    source.parent.mkdir()
+    nib.save(nib.Nifti1Image(disc_volume(), np.diag([0.7, 0.7, 3.0, 1.0])), str(source))
+    output = tmp_path / "out"
+    simulator = SimulateLowDose(dose_fraction=0.25, num_views=32, seed=0)
+    datalist = build_volume_datalist(source, output, simulator, gap=2, training_dose_fractions=[0.125, 0.5, 0.75])
+    training_slabs = {entry["slab"] for entry in datalist["training"]}
+    assert len(datalist["training"]) == 3 * len(training_slabs)
+    noise: dict[str, list[float]] = {}
+    for entry in datalist["training"]:
+        full, low = (nib.load(str(output / entry[key])).get_fdata() for key in ("full_dose", "low_dose"))
+        noise.setdefault(entry["dose_fraction"], []).append(float((low - full)[16:32, 16:32].std()))
+    assert set(noise) == {"0.125", "0.5", "0.75"}
+    assert np.mean(noise["0.125"]) > 1.5 * np.mean(noise["0.5"]) > 1.5 * np.mean(noise["0.75"])  # each its own dose
+    assert {entry["dose_fraction"] for split in ("validation", "test") for entry in datalist[split]} == {"0.25"}
+    info = json.loads((output / "split_info.json").read_text())
+    assert info["training_dose_fractions"] == [0.125, 0.5, 0.75] and info["training_realisations"] == 3
+
+
+@pytest.mark.parametrize(
+    ("doses", "realisations", "message"),
+    [([0.25, 1.0], 1, "doses in \\(0, 1\\)"), ([], 1, "one or more"), ([0.1, 0.5], 3, "must match")],
+)
+def test_bad_training_doses_are_named_before_any_slab(
+    tmp_path: Path, doses: list[float], realisations: int, message: str
+) -> None:
+    source = tmp_path / "input" / "P4.nii.gz"
+    source.parent.mkdir()
+    nib.save(nib.Nifti1Image(disc_volume(), np.eye(4)), str(source))
+    simulator = SimulateLowDose(num_views=16)
+    with pytest.raises(ValueError, match=message):
+        build_volume_datalist(
+            source, tmp_path / "out", simulator, training_realisations=realisations, training_dose_fractions=doses
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_volumes_are_named(tmp_path: Path) -> None:
     simulator = SimulateLowDose(num_views=16)
     inputs = tmp_path / "in"

@@ -65,6 +65,17 @@ def test_noise_falls_as_dose_rises_as_poisson_statistics_predict() -> None:
     np.testing.assert_array_equal(inserted_noise(1.0), 0)
 
 
+def test_a_call_can_simulate_another_dose_without_changing_the_simulator() -> None:
+    simulator = SimulateLowDose(dose_fraction=0.25, seed=0, **FAST)
+    mask = inner_mask()
+    at_own_dose = float((simulator(disc()) - disc())[mask].std())
+    at_half_dose = float((simulator(disc(), dose_fraction=0.5) - disc())[mask].std())
+    assert 1.55 < at_own_dose / at_half_dose < 1.9  # as two simulators at 0.25 and 0.5 give (test above)
+    assert simulator.simulation_settings["dose_fraction"] == 0.25
+    with pytest.raises(ValueError, match="dose_fraction must be in"):
+        simulator(disc(), dose_fraction=0.0)
+
+
 def test_mean_hu_of_water_stays_unbiased() -> None:
     noise = inserted_noise(0.1)
     mask = inner_mask()
