@@ -41,6 +41,15 @@ SOFT_TISSUE_HU: tuple[float, float] = (-160.0, 240.0)
 # Organ tissue without fat (contrast-enhanced liver and spleen reach 110-135 HU in the Mayo scans): the flattest
 # tissue, where noise level, NPS and mean shift are measured (custom.simulation.noise_texture).
 ORGAN_TISSUE_HU: tuple[float, float] = (-20.0, 180.0)
+# Bands of the full dose's HU in which score_model.py reports the error (custom.evaluation.tissue_error); they cover
+# every value, so their shares of the squared error add up to the [-1000, 1000] PSNR's.
+TISSUE_BANDS_HU: dict[str, tuple[float, float]] = {
+    "air": (-float("inf"), -900.0),
+    "lung": (-900.0, -500.0),
+    "low_density": (-500.0, SOFT_TISSUE_HU[0]),  # air-tissue boundaries, the densest lung
+    "soft_tissue": SOFT_TISSUE_HU,
+    "contrast_and_bone": (SOFT_TISSUE_HU[1], float("inf")),
+}
 # Above it is the patient (and the table): training patches are drawn there, and a slice without it has no body.
 BODY_THRESHOLD_HU = -500.0
 

@@ -2,10 +2,12 @@
 
 With a reference (a paired datalist split): PSNR and SSIM in every evaluation window of the model's output and of
 the low-dose input, for whole-slice inference (the default everywhere) and, to check that whole slices lose
-nothing, for Gaussian-blended tiles; the soft-tissue mean shift of the output against the input; and the edge
-width of every image against the full dose at the same edge points (`custom.evaluation.edge_width`), the
-widening a no-reference ratio can only estimate; on request, how the whole-slice output of the slice's centre
-depends on the context around it (`custom.evaluation.context_sensitivity`).
+nothing, for Gaussian-blended tiles; the soft-tissue mean shift of the output against the input; the edge width of
+every image against the full dose at the same edge points (`custom.evaluation.edge_width`), the widening a
+no-reference ratio can only estimate; the RMSE within each band of the full dose's HU (air, lung, soft tissue,
+bone: `custom.evaluation.tissue_error`), which shows where the wide window's error lives; on request, how the
+whole-slice output of the slice's centre depends on the context around it
+(`custom.evaluation.context_sensitivity`).
 Without a reference (a real low-dose series such as Mayo L109 quarter dose): the no-reference measures of
 `custom.evaluation.no_reference` (noise reduction, mean shift, edge widening) of whole-slice outputs.
 Denoising strengths below 1 (`custom.inference.denoising_strength`) are scored from the same whole-slice outputs,
@@ -35,6 +37,7 @@ from custom.evaluation.edge_width import edge_widths_against_reference
 from custom.evaluation.no_reference import summarise_series
 from custom.evaluation.noise_measurement import read_series
 from custom.evaluation.subsets import evenly_spaced
+from custom.evaluation.tissue_error import TissueErrors
 from custom.evaluation.windowed_metrics import slice_scores
 from custom.inference.denoising_strength import blend_with_source, check_strength
 from custom.inference.self_ensemble import check_self_ensemble, self_ensemble
@@ -112,6 +115,7 @@ def score_pairs(
     edges: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in names}
     seconds = dict.fromkeys(denoisers, 0.0)
     context: dict[str, list[float]] = {}
+    tissue_errors = TissueErrors()
     for entry in tqdm(entries, desc=f"scoring {split} pairs", unit="slice"):
         low_image, full_image = (load(entry[key]) for key in ("image", "label"))
         spacing = (float(low_image.pixdim[0]), float(low_image.pixdim[1]))
@@ -123,7 +127,9 @@ def score_pairs(
             seconds[name] += time.perf_counter() - start
         outputs = with_strengths(outputs, low_dose, strengths)
         mask = soft_tissue_mask(full_dose)
+        tissue_errors.add_reference(full_dose)
         for name, output in outputs.items():
+            tissue_errors.add(name, output, full_dose)
             for window in EVALUATION_WINDOWS:
                 psnr, ssim = slice_scores(torch.from_numpy(output), torch.from_numpy(full_dose), window)
                 values[name].setdefault(f"psnr_{window.name}", []).append(psnr)
@@ -149,6 +155,7 @@ def score_pairs(
     for name, metrics in values.items():
         report[name] = {metric: mean_std(samples) for metric, samples in metrics.items()}
         report[name].update(edge_width_summary(*edges[name]))
+        report[name]["error_by_tissue"] = tissue_errors.report(name)
         if name in seconds:
             report[name]["seconds_per_slice"] = seconds[name] / len(entries)
     if context:

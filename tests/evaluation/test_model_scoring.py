@@ -36,6 +36,8 @@ def test_score_model_reports_whole_slices_and_strengths(script, tmp_path: Path) 
         # strength 0 is the input itself; the network changed it
         assert paired["whole_strength_0"][f"psnr_{window}"] == paired["low_dose"][f"psnr_{window}"]
         assert paired["whole"][f"psnr_{window}"] != paired["low_dose"][f"psnr_{window}"]
+    assert paired["whole_strength_0"]["error_by_tissue"] == paired["low_dose"]["error_by_tissue"]
+    assert paired["whole"]["error_by_tissue"]["soft_tissue"]["rmse_hu"] > 0
     with pytest.raises(SystemExit):
         script("score_model").main([*arguments[:4], "--strengths", "2"])
     with pytest.raises(SystemExit):
