@@ -127,9 +127,8 @@ def score_pairs(
             seconds[name] += time.perf_counter() - start
         outputs = with_strengths(outputs, low_dose, strengths)
         mask = soft_tissue_mask(full_dose)
-        tissue_errors.add_reference(full_dose)
+        tissue_errors.add(full_dose, outputs)
         for name, output in outputs.items():
-            tissue_errors.add(name, output, full_dose)
             for window in EVALUATION_WINDOWS:
                 psnr, ssim = slice_scores(torch.from_numpy(output), torch.from_numpy(full_dose), window)
                 values[name].setdefault(f"psnr_{window.name}", []).append(psnr)

@@ -8,6 +8,8 @@ all pixels of all slices).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from custom.conventions import TISSUE_BANDS_HU, WIDE_WINDOW
@@ -21,18 +23,16 @@ class TissueErrors:
         self.squared_error: dict[str, np.ndarray] = {}
         self.pixels = np.zeros(len(bands))
 
-    def band_masks(self, reference: np.ndarray) -> list[np.ndarray]:
-        return [(reference >= low) & (reference < high) for low, high in self.bands.values()]
-
-    def add_reference(self, reference: np.ndarray) -> None:
-        """Count the reference's pixels per band: call once per slice, before or after its images."""
-        self.pixels += [mask.sum() for mask in self.band_masks(reference)]
-
-    def add(self, name: str, image: np.ndarray, reference: np.ndarray) -> None:
-        """Add one slice's squared error of image `name`, both clipped to the wide window."""
-        error = (np.clip(image, WIDE_WINDOW.low, WIDE_WINDOW.high) - np.clip(reference, WIDE_WINDOW.low, WIDE_WINDOW.high)) ** 2
-        sums = self.squared_error.setdefault(name, np.zeros(len(self.bands)))
-        sums += [error[mask].sum() for mask in self.band_masks(reference)]
+    def add(self, reference: np.ndarray, images: Mapping[str, np.ndarray]) -> None:
+        """Add one slice: its reference's pixels per band and the squared error of each named image, all clipped to
+        the wide window; the band masks and the clipped reference are made once for all images."""
+        masks = [(reference >= low) & (reference < high) for low, high in self.bands.values()]
+        self.pixels += [mask.sum() for mask in masks]
+        clipped_reference = np.clip(reference, WIDE_WINDOW.low, WIDE_WINDOW.high)
+        for name, image in images.items():
+            error = (np.clip(image, WIDE_WINDOW.low, WIDE_WINDOW.high) - clipped_reference) ** 2
+            sums = self.squared_error.setdefault(name, np.zeros(len(self.bands)))
+            sums += [error[mask].sum() for mask in masks]
 
     def report(self, name: str) -> dict[str, dict[str, float]]:
         """Per band: RMSE in HU, the band's share of the reference's pixels and of the image's squared error."""

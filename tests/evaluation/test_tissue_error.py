@@ -20,8 +20,7 @@ def test_error_is_put_in_the_band_of_the_reference_and_adds_up_to_the_wide_psnr(
     image[10:, 8:] += 3.0
     image[:4, :] = -1010.0  # a change the wide window cannot see
     errors = TissueErrors()
-    errors.add_reference(reference)
-    errors.add("whole", image, reference)
+    errors.add(reference, {"whole": image})
     report = errors.report("whole")
     assert set(report) == set(TISSUE_BANDS_HU)
     assert report["lung"]["rmse_hu"] == pytest.approx(30.0) and report["air"]["rmse_hu"] == 0.0
