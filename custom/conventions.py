@@ -57,6 +57,12 @@ BODY_THRESHOLD_HU = -500.0
 # inference.json and the evaluation run average the network over this many flipped views of each slice
 # (custom.inference.self_ensemble): the most that keeps whole-slice throughput at 3x RED-CNN's on a CPU (model card).
 INFERENCE_SELF_ENSEMBLE = 2
+# inference.json's default denoising strength: "auto", each slice's strength from its measured noise
+# (custom.inference.denoising_strength): 0 at or below the first HU level, 1 at or above the second. Model files may
+# record their own ramp (scripts/calibrate_strength.py); this one was fitted for the shipped model on the L067
+# validation block at doses 1, 1/2, 1/4 and 1/8 and serves models trained on the default (quarter-dose) simulation.
+INFERENCE_STRENGTH = "auto"
+NOISE_STRENGTH_RAMP_HU: tuple[float, float] = (16.25, 27.5)
 
 # --- Datalists --------------------------------------------------------------------------------------------------
 DATALIST_NAME = "datalist.json"

@@ -12,7 +12,7 @@ at the same points (edge_width_ratio_to_reference; custom/evaluation/edge_width.
 folder or NIfTI; repeatable): noise of output and input (10th percentile of 15x15 local std in soft tissue), mean
 shift, and 10-90 % edge widths of organ boundaries, output against input (custom/evaluation/no_reference.py). With
 --strengths, both parts also for whole slices blended with the input at each denoising strength (inference.json's
---strength), from the same network outputs. With --context-sizes: the PSNR ([-160, 240] HU) of each paired slice's
+--strength; "auto": each slice's strength from its measured noise), from the same network outputs. With --context-sizes: the PSNR ([-160, 240] HU) of each paired slice's
 central 128x128 pixels denoised within centred crops of each size and whole; a model that carries far context
 (air, table, body outline) into the organs drifts as the crop grows (custom/evaluation/context_sensitivity.py).
 With --self-ensemble N: every output is the mean over N flipped views of the slice (inference.json's
@@ -24,7 +24,6 @@ Prints JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,10 +33,10 @@ import torch
 from custom.conventions import INFERENCE_SELF_ENSEMBLE, SHIPPED_MODEL_FILE
 from custom.evaluation.context_sensitivity import DEFAULT_REGION
 from custom.evaluation.model_scoring import load_denoisers, score_pairs, score_real_series
-from custom.inference.denoising_strength import check_strength
+from custom.inference.denoising_strength import NoiseStrengthRamp, check_strength
 from custom.inference.self_ensemble import SELF_ENSEMBLE_SIZES
-from custom.io.atomic_output import write_text_atomically
-from custom.networks.model_file import ModelFileError
+from custom.io.atomic_output import print_json_report
+from custom.networks.model_file import ModelFileError, read_model_file
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -51,10 +50,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--real-slices", type=int, default=16, help="evenly spaced slices per real series")
     parser.add_argument(
         "--strengths",
-        type=float,
         nargs="*",
         default=[],
-        help="also score whole slices at these denoising strengths in [0, 1) (inference.json --strength)",
+        help="also score whole slices at these denoising strengths in [0, 1), or auto (each slice's from its measured "
+        "noise, with the model file's ramp; inference.json --strength)",
     )
     parser.add_argument(
         "--context-sizes",
@@ -79,11 +78,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("give --datalist and/or --real-low-dose")
     if any(size < DEFAULT_REGION for size in args.context_sizes):
         parser.error(f"--context-sizes must be at least the {DEFAULT_REGION}-pixel region they surround")
-    for strength in args.strengths:
-        try:
-            check_strength(strength)
-        except ValueError as error:
-            parser.error(str(error))
+    try:
+        args.strengths = [check_strength(strength) for strength in args.strengths]
+    except ValueError as error:
+        parser.error(str(error))
     for path in [*([args.datalist] if args.datalist else []), *args.real_low_dose]:
         if not path.exists():
             parser.error(f"{path} does not exist")
@@ -96,19 +94,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         denoisers = load_denoisers(args.model, args.tile_sizes, args.device, args.self_ensemble)
+        ramp = NoiseStrengthRamp(*read_model_file(args.model).noise_strength_ramp_hu)
     except ModelFileError as error:
         print(f"score_model: {error}", file=sys.stderr)
         return 2
     report: dict = {"model": str(args.model), "self_ensemble": args.self_ensemble, "threads": torch.get_num_threads()}
     if args.datalist:
-        report["paired"] = score_pairs(denoisers, args.datalist, args.split, args.max_slices, args.strengths, args.context_sizes)
+        report["paired"] = score_pairs(
+            denoisers, args.datalist, args.split, args.max_slices, args.strengths, args.context_sizes, ramp
+        )
     report["real_low_dose"] = [
-        score_real_series(denoisers, series, args.real_slices, args.strengths) for series in args.real_low_dose
+        score_real_series(denoisers, series, args.real_slices, args.strengths, ramp) for series in args.real_low_dose
     ]
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        write_text_atomically(args.json, text + "\n")
+    print_json_report(report, args.json)
     return 0
 
 

@@ -39,7 +39,13 @@ from custom.evaluation.noise_measurement import read_series
 from custom.evaluation.subsets import evenly_spaced
 from custom.evaluation.tissue_error import TissueErrors
 from custom.evaluation.windowed_metrics import slice_scores
-from custom.inference.denoising_strength import blend_with_source, check_strength
+from custom.inference.denoising_strength import (
+    NoiseStrengthRamp,
+    Strength,
+    blend_with_source,
+    check_strength,
+    slice_strength,
+)
 from custom.inference.self_ensemble import check_self_ensemble, self_ensemble
 from custom.networks.model_file import build_generator, load_weights, read_model_file
 from custom.simulation.noise_texture import soft_tissue_mask
@@ -82,14 +88,27 @@ def load_denoisers(
     return denoisers
 
 
-def strength_name(strength: float) -> str:
-    return f"whole_strength_{strength:g}"
+def strength_label(strength: Strength) -> str:
+    return strength if isinstance(strength, str) else f"{strength:g}"
 
 
-def with_strengths(outputs: dict[str, np.ndarray], low_dose: np.ndarray, strengths: Sequence[float]) -> dict[str, np.ndarray]:
+def strength_name(strength: Strength) -> str:
+    return f"whole_strength_{strength_label(strength)}"
+
+
+def blended(output: np.ndarray, low_dose: np.ndarray, strength: Strength, ramp: NoiseStrengthRamp | None) -> np.ndarray:
+    """A whole-slice output blended with its input at `strength` ("auto": the ramp at the input's measured noise)."""
+    return blend_with_source(output, low_dose, slice_strength(check_strength(strength), low_dose, ramp))
+
+
+def with_strengths(
+    outputs: dict[str, np.ndarray],
+    low_dose: np.ndarray,
+    strengths: Sequence[Strength],
+    ramp: NoiseStrengthRamp | None = None,
+) -> dict[str, np.ndarray]:
     """`outputs` plus the whole-slice output blended with the input at each strength (no second network run)."""
-    blended = {strength_name(s): blend_with_source(outputs["whole"], low_dose, check_strength(s)) for s in strengths}
-    return {**outputs, **blended}
+    return {**outputs, **{strength_name(s): blended(outputs["whole"], low_dose, s, ramp) for s in strengths}}
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -101,12 +120,13 @@ def score_pairs(
     datalist: Path,
     split: str,
     max_slices: int | None,
-    strengths: Sequence[float] = (),
+    strengths: Sequence[Strength] = (),
     context_sizes: Sequence[int] = (),
+    ramp: NoiseStrengthRamp | None = None,
 ) -> dict[str, Any]:
-    """Metrics of every denoiser (and whole slices at each strength) and of the low-dose input on `max_slices`
-    evenly spaced pairs of `split`; with `context_sizes`, the "whole" denoiser's central-region PSNR at each context
-    size (`custom.evaluation.context_sensitivity`)."""
+    """Metrics of every denoiser (and whole slices at each strength; "auto" needs `ramp`) and of the low-dose input
+    on `max_slices` evenly spaced pairs of `split`; with `context_sizes`, the "whole" denoiser's central-region PSNR
+    at each context size (`custom.evaluation.context_sensitivity`)."""
     entries = load_paired_datalist(datalist, split)
     entries = evenly_spaced(entries, max_slices)
     load = LoadImage(image_only=True)
@@ -125,7 +145,7 @@ def score_pairs(
             start = time.perf_counter()
             outputs[name] = denoise(low_dose)
             seconds[name] += time.perf_counter() - start
-        outputs = with_strengths(outputs, low_dose, strengths)
+        outputs = with_strengths(outputs, low_dose, strengths, ramp)
         mask = soft_tissue_mask(full_dose)
         tissue_errors.add(full_dose, outputs)
         for name, output in outputs.items():
@@ -177,7 +197,11 @@ def edge_width_summary(reference_widths: list[np.ndarray], widths: list[np.ndarr
 
 
 def score_real_series(
-    denoisers: dict[str, Denoiser], series: Path, slices: int, strengths: Sequence[float] = ()
+    denoisers: dict[str, Denoiser],
+    series: Path,
+    slices: int,
+    strengths: Sequence[Strength] = (),
+    ramp: NoiseStrengthRamp | None = None,
 ) -> dict[str, Any]:
     """No-reference measures of whole-slice outputs on `slices` evenly spaced slices of a real low-dose series, and
     under "strengths" of the outputs blended with the input at each strength."""
@@ -194,10 +218,8 @@ def score_real_series(
     }
     if strengths:
         report["strengths"] = {
-            f"{s:g}": summarise_series(
-                inputs,
-                [blend_with_source(output, hu, check_strength(s)) for hu, output in zip(inputs, outputs, strict=True)],
-                spacing,
+            strength_label(s): summarise_series(
+                inputs, [blended(output, hu, s, ramp) for hu, output in zip(inputs, outputs, strict=True)], spacing
             )
             for s in strengths
         }

@@ -5,6 +5,7 @@ Files and whole folders (a DICOM series: a PACS import of a folder with 6 of 28 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -98,3 +99,11 @@ def write_text_atomically(target: Path, text: str) -> None:
     """Write ``text`` to ``target`` through :func:`atomic_output`."""
     with atomic_output(target) as temporary:
         temporary.write_text(text)
+
+
+def print_json_report(report: object, target: Path | None) -> None:
+    """Print a command's JSON report and, with `target`, also write it there atomically."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if target is not None:
+        write_text_atomically(target, text + "\n")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from pydoc import locate
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from custom.conventions import BUNDLE_DIR, MODEL_HU_WINDOW, SHIPPED_MODEL_FILE
+from custom.conventions import BUNDLE_DIR, MODEL_HU_WINDOW, NOISE_STRENGTH_RAMP_HU, SHIPPED_MODEL_FILE
 from custom.errors import BundleInputError
 from custom.io.atomic_output import atomic_output
 from custom.networks.generator import EfficientNetV2Denoiser
@@ -31,6 +31,7 @@ MODEL_FILE_VERSION = 1
 DISTRIBUTION_NAME = "ldct_effnetv2_wgangp"
 RECORD_KEY = "network"
 WEIGHTS_KEY = "model"
+NOISE_RAMP_KEY = "noise_strength_ramp_hu"  # optional: the model's own ramp for strength "auto"
 # settings that change the weights' shapes; the others (pooling window, mean removal) only change the computation
 SHAPE_SETTINGS = ("class", "backbone", "in_channels", "decoder_channels", "stem_channels", "channels", "kernel_size")
 # the package whose networks a model file may name (nothing else is imported from a file's record)
@@ -66,9 +67,12 @@ def network_settings(network: nn.Module) -> dict[str, Any]:
     return {"class": f"{type(module).__module__}.{type(module).__qualname__}", **settings}
 
 
-def network_record(network: nn.Module, hu_window: tuple[float, float] = MODEL_HU_WINDOW) -> dict[str, Any]:
-    """What a model file records beside the weights: format, versions, network class and settings, HU window."""
-    return {
+def network_record(
+    network: nn.Module, hu_window: tuple[float, float] = MODEL_HU_WINDOW, noise_ramp_hu: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """What a model file records beside the weights: format, versions, network class and settings, HU window, and
+    the noise ramp of strength "auto" where the model was calibrated."""
+    record = {
         "format": MODEL_FILE_FORMAT,
         "version": MODEL_FILE_VERSION,
         "package_version": package_version(),
@@ -76,6 +80,7 @@ def network_record(network: nn.Module, hu_window: tuple[float, float] = MODEL_HU
         "hu_window": [float(hu_window[0]), float(hu_window[1])],
         "output": OUTPUT_MODE,
     }
+    return record if noise_ramp_hu is None else {**record, NOISE_RAMP_KEY: [float(level) for level in noise_ramp_hu]}
 
 
 def check_settings(held: Mapping[str, Any], wanted: Mapping[str, Any], source: str) -> None:
@@ -115,6 +120,12 @@ class ModelFile:
     def setting(self, key: str, default: Any) -> Any:
         """One recorded setting, or `default` when the file does not record it."""
         return self.settings.get(key, default)
+
+    @property
+    def noise_strength_ramp_hu(self) -> tuple[float, float]:
+        """The noise levels (HU) at which strength "auto" reaches 0 and 1: the file's calibration, else the bundle's."""
+        low, high = (self.record or {}).get(NOISE_RAMP_KEY, NOISE_STRENGTH_RAMP_HU)
+        return float(low), float(high)
 
 
 def shipped_model_path(bundle_root: str | Path) -> str:
@@ -196,6 +207,7 @@ def save_model_file(
     network: nn.Module,
     hu_window: tuple[float, float] = MODEL_HU_WINDOW,
     dtype: torch.dtype | None = None,
+    noise_ramp_hu: Sequence[float] | None = None,
 ) -> Path:
     """Write `network`'s weights with their record, atomically; `dtype` (e.g. float16) shrinks floating tensors."""
     weights = {
@@ -204,8 +216,21 @@ def save_model_file(
     }
     path = Path(path)
     with atomic_output(path) as temporary:
-        torch.save({RECORD_KEY: network_record(network, hu_window), WEIGHTS_KEY: weights}, temporary)
+        torch.save({RECORD_KEY: network_record(network, hu_window, noise_ramp_hu), WEIGHTS_KEY: weights}, temporary)
     return path
+
+
+def save_with_noise_ramp(model_file: ModelFile, target: str | Path, noise_ramp_hu: tuple[float, float]) -> Path:
+    """Write `model_file`'s weights and record to `target` (not the source) with `noise_ramp_hu` recorded, atomically."""
+    target = Path(target)
+    if target.resolve() == model_file.path.resolve():
+        raise FileExistsError(f"{target} is the input model file: write the calibrated copy elsewhere")
+    if model_file.record is None:
+        raise ModelFileError(f"model file {model_file.path} is a bare state_dict: export it with its record first")
+    record = {**model_file.record, NOISE_RAMP_KEY: [float(level) for level in noise_ramp_hu]}
+    with atomic_output(target) as temporary:
+        torch.save({RECORD_KEY: record, WEIGHTS_KEY: model_file.weights}, temporary)
+    return target
 
 
 def check_phantom_hu(size: int = 256, seed: int = 0) -> torch.Tensor:
@@ -231,7 +256,8 @@ def export_model_file(
         raise FileExistsError(f"{target} exists: pass --force to replace it")
     model = read_model_file(source)
     network = load_weights(build_generator(model, backbone=backbone), model).eval()
-    save_model_file(target, network, model.hu_window, dtype=getattr(torch, dtype))
+    recorded_ramp = (model.record or {}).get(NOISE_RAMP_KEY)
+    save_model_file(target, network, model.hu_window, dtype=getattr(torch, dtype), noise_ramp_hu=recorded_ramp)
     exported = read_model_file(target)
     rebuilt = load_weights(build_generator(exported), exported).eval()
     low, high = model.hu_window

@@ -19,7 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from builders import MR_SMALL, edit, write_ct_series
+from builders import MR_SMALL, abdomen_phantom, edit, write_ct_series
 from monai.bundle import run
 from pydicom.pixels import apply_rescale
 from pydicom.uid import ExplicitVRLittleEndian
@@ -218,7 +218,7 @@ def test_the_self_ensemble_averages_flipped_views_of_each_slice(
 ) -> None:
     """`--self_ensemble` gives the mean of the network over that many views, as `self_ensemble` computes it."""
     write_ct_series(tmp_path / "in", [0.0, 5.0])
-    run_in_process(bundle_files, random_model, tmp_path / "in", tmp_path / "out", self_ensemble=size)
+    run_in_process(bundle_files, random_model, tmp_path / "in", tmp_path / "out", self_ensemble=size, strength=1.0)
     model = read_model_file(random_model)
     network = load_weights(build_generator(model), model).eval()
     source = load_ct_series([tmp_path / "in"]).read_hu().transpose(0, 2, 1)  # (x, y): as the bundle's loader
@@ -229,6 +229,27 @@ def test_the_self_ensemble_averages_flipped_views_of_each_slice(
     outputs = read_output_series(tmp_path / "out" / "in" / "dicom")
     for output, wanted in zip(outputs, views[size], strict=True):
         np.testing.assert_allclose(apply_rescale(output.pixel_array, output), wanted.T, atol=1.0)
+
+
+def test_the_default_strength_follows_each_slices_measured_noise(
+    bundle_files: dict[str, Path], shifting_model: Path, tmp_path: Path
+) -> None:
+    """Strength "auto" (the default): of a quiet slice (10 HU of noise, as at a high dose) the shifting network's
+    change is not kept, of a quarter-dose-like one (40 HU) all of it; the DICOM output says so."""
+    volume = np.stack([abdomen_phantom(0, 256, 10.0), abdomen_phantom(1, 256, 40.0)], axis=-1).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(volume, np.diag([0.7, 0.7, 3.0, 1.0])), tmp_path / "in" / "two_doses.nii.gz")
+    run_in_process(bundle_files, shifting_model, tmp_path / "in", tmp_path / "out", self_ensemble=1)
+    output = nib.load(tmp_path / "out" / "two_doses" / "two_doses_denoised.nii.gz").get_fdata()
+    shift = NOISE * (HU_MAX - HU_MIN)
+    np.testing.assert_allclose(output[..., 0], volume[..., 0], atol=1e-3)
+    inside = volume[..., 1] >= HU_MIN  # air noise below -1024 HU passes through unchanged
+    np.testing.assert_allclose(output[..., 1][inside], volume[..., 1][inside] - shift, atol=0.5)
+
+    write_ct_series(tmp_path / "dicom_in", [0.0, 5.0])
+    run_in_process(bundle_files, shifting_model, tmp_path / "dicom_in", tmp_path / "dicom_out")
+    description = read_output_series(tmp_path / "dicom_out" / "dicom_in" / "dicom")[0].DerivationDescription
+    assert "denoising strength from each slice's measured noise (auto: 0 at" in description
 
 
 def test_nifti_folder_and_datalist_inputs(bundle_files: dict[str, Path], identity_model: Path, tmp_path: Path) -> None:

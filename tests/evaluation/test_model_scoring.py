@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from builders import abdomen_phantom, perturbed_tiny_generator, write_synthetic_datalist
 
+from custom.conventions import NOISE_STRENGTH_RAMP_HU
 from custom.evaluation.model_scoring import with_strengths
+from custom.inference.denoising_strength import NoiseStrengthRamp
 from custom.networks.model_file import save_model_file
 
 
@@ -24,14 +26,35 @@ def test_strengths_blend_the_whole_slice_output_with_the_input() -> None:
         with_strengths({"whole": whole}, low_dose, [1.2])
 
 
+def test_auto_strength_blends_each_slice_by_its_measured_noise() -> None:
+    quiet = abdomen_phantom(0, 256, 10.0)
+    whole = np.full_like(quiet, 40.0)
+    ramp = NoiseStrengthRamp(*NOISE_STRENGTH_RAMP_HU)
+    np.testing.assert_array_equal(with_strengths({"whole": whole}, quiet, ["auto"], ramp)["whole_strength_auto"], quiet)
+    noisy = abdomen_phantom(0, 256, 40.0)
+    np.testing.assert_array_equal(with_strengths({"whole": whole}, noisy, ["auto"], ramp)["whole_strength_auto"], whole)
+
+
 def test_score_model_reports_whole_slices_and_strengths(script, tmp_path: Path) -> None:
     datalist = write_synthetic_datalist(tmp_path)
     model = save_model_file(tmp_path / "model.pt", perturbed_tiny_generator())
     report_file = tmp_path / "score.json"
-    arguments = ["--model", str(model), "--datalist", str(datalist), "--strengths", "0.5", "0", "--json", str(report_file)]
+    arguments = [
+        "--model",
+        str(model),
+        "--datalist",
+        str(datalist),
+        "--strengths",
+        "0.5",
+        "0",
+        "auto",
+        "--json",
+        str(report_file),
+    ]
     assert script("score_model").main(arguments) == 0
     paired = json.loads(report_file.read_text())["paired"]
-    assert paired["slices"] == 3 and {"low_dose", "whole", "whole_strength_0.5", "whole_strength_0"} <= set(paired)
+    assert paired["slices"] == 3
+    assert {"low_dose", "whole", "whole_strength_0.5", "whole_strength_0", "whole_strength_auto"} <= set(paired)
     for window in ("w400", "w2000"):
         # strength 0 is the input itself; the network changed it
         assert paired["whole_strength_0"][f"psnr_{window}"] == paired["low_dose"][f"psnr_{window}"]
