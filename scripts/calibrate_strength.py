@@ -33,7 +33,7 @@ from custom.evaluation.strength_calibration import BlendScores, blend_scores, ca
 from custom.evaluation.subsets import evenly_spaced
 from custom.inference.self_ensemble import SELF_ENSEMBLE_SIZES
 from custom.io.atomic_output import print_json_report
-from custom.networks.model_file import ModelFileError, read_model_file, save_with_noise_ramp
+from custom.networks.model_file import ModelFile, ModelFileError, read_model_file, save_with_noise_ramp
 from custom.simulation.low_dose import SimulateLowDose
 
 DEFAULT_DOSES = (1.0, 0.5, 0.25, 0.125)
@@ -62,8 +62,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def score_split(args: argparse.Namespace) -> list[BlendScores]:
-    denoise = load_denoisers(args.model, [], args.device, args.self_ensemble)["whole"]
+def score_split(args: argparse.Namespace, model: ModelFile) -> list[BlendScores]:
+    denoise = load_denoisers(model, [], args.device, args.self_ensemble)["whole"]
     entries = evenly_spaced(load_paired_datalist(args.datalist, args.split), args.max_slices)
     simulator = SimulateLowDose(seed=args.seed)
     load = LoadImage(image_only=True)
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         model = read_model_file(args.model)
-        scores = score_split(args)
+        scores = score_split(args, model)
     except (ModelFileError, ValueError) as error:
         print(f"calibrate_strength: {error}", file=sys.stderr)
         return 2

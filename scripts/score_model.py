@@ -93,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        denoisers = load_denoisers(args.model, args.tile_sizes, args.device, args.self_ensemble)
-        ramp = NoiseStrengthRamp(*read_model_file(args.model).noise_strength_ramp_hu)
+        model = read_model_file(args.model)
+        denoisers = load_denoisers(model, args.tile_sizes, args.device, args.self_ensemble)
+        ramp = NoiseStrengthRamp(*model.noise_strength_ramp_hu)
     except ModelFileError as error:
         print(f"score_model: {error}", file=sys.stderr)
         return 2

@@ -47,7 +47,7 @@ from custom.inference.denoising_strength import (
     slice_strength,
 )
 from custom.inference.self_ensemble import check_self_ensemble, self_ensemble
-from custom.networks.model_file import build_generator, load_weights, read_model_file
+from custom.networks.model_file import ModelFile, build_generator, load_weights
 from custom.simulation.noise_texture import soft_tissue_mask
 
 TILE_OVERLAP = 0.25
@@ -55,14 +55,13 @@ Denoiser = Callable[[np.ndarray], np.ndarray]
 
 
 def load_denoisers(
-    model_path: Path, tile_sizes: Sequence[int], device: str | torch.device = "cpu", self_ensemble_size: int = 1
+    model: ModelFile, tile_sizes: Sequence[int], device: str | torch.device = "cpu", self_ensemble_size: int = 1
 ) -> dict[str, Denoiser]:
     """HU -> HU functions of the saved model: "whole" slice, and "tiled_<size>" for each tile size.
 
     The network runs in float32 on `device`, averaged over `self_ensemble_size` flipped views of its input as
     inference.json's `self_ensemble` does; NumPy arrays go in and come out.
     """
-    model = read_model_file(model_path)
     loaded: nn.Module = load_weights(build_generator(model), model).eval().to(device)
     network = partial(self_ensemble, loaded, size=check_self_ensemble(self_ensemble_size))
     low, high = model.hu_window

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from custom.conventions import EVALUATION_WINDOWS
-from custom.inference.denoising_strength import NoiseStrengthRamp, measured_noise_hu
+from custom.inference.denoising_strength import NoiseStrengthRamp, blend_with_source, measured_noise_hu
 
 STRENGTH_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 # the full dose given back unchanged scores infinite PSNR; capped, it counts as one very good slice among many
@@ -53,7 +53,7 @@ def blend_scores(dose: float, low_dose: np.ndarray, denoised: np.ndarray, full_d
     """Score `denoised` blended with `low_dose` at every grid strength against `full_dose` (HU slices)."""
     psnr = [
         [
-            capped_psnr(low_dose + strength * (denoised - low_dose), full_dose, window.low, window.high)
+            capped_psnr(blend_with_source(denoised, low_dose, float(strength)), full_dose, window.low, window.high)
             for strength in STRENGTH_GRID
         ]
         for window in EVALUATION_WINDOWS

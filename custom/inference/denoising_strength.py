@@ -72,12 +72,17 @@ def check_strength(strength: Strength) -> Strength:
     return float(strength)
 
 
+def check_ramp(strength: Strength, ramp: NoiseStrengthRamp | None) -> None:
+    """ValueError when `strength` is AUTO_STRENGTH and there is no ramp to apply."""
+    if strength == AUTO_STRENGTH and ramp is None:
+        raise ValueError(f"denoising strength {AUTO_STRENGTH!r} needs a noise ramp")
+
+
 def slice_strength(strength: Strength, source_slice: np.ndarray, ramp: NoiseStrengthRamp | None) -> float:
     """The strength for one (H, W) HU slice: `strength` itself, or, for AUTO_STRENGTH, `ramp` at its measured noise."""
-    if strength != AUTO_STRENGTH:
+    check_ramp(strength, ramp)
+    if ramp is None or strength != AUTO_STRENGTH:
         return float(strength)
-    if ramp is None:
-        raise ValueError(f"denoising strength {AUTO_STRENGTH!r} needs a noise ramp")
     return ramp.strength(measured_noise_hu(source_slice))
 
 
@@ -115,23 +120,23 @@ class DenoisingStrengthd(MapTransform):
         self.source_key = source_key
         self.strength = check_strength(strength)
         self.ramp = NoiseStrengthRamp(*noise_ramp_hu) if noise_ramp_hu is not None else None
-        slice_strength(self.strength, np.zeros((1, 1), np.float32), self.ramp)  # "auto" without a ramp fails here
+        check_ramp(self.strength, self.ramp)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         if self.strength == 1.0:
             return d
         source = convert_to_tensor(d[self.source_key], track_meta=False)
-        strengths = self.slice_strengths(source)
+        strength = self.slice_strengths(source) if self.strength == AUTO_STRENGTH else torch.tensor(float(self.strength))
         for key in self.key_iterator(d):
             denoised = d[key]
-            d[key] = blend_with_source(denoised, source.to(denoised), strengths.to(denoised))
+            d[key] = blend_with_source(denoised, source.to(denoised), strength.to(denoised))
         return d
 
     def slice_strengths(self, source: torch.Tensor) -> torch.Tensor:
-        """One strength per slice, shaped to broadcast over `source` (C, H, W) or (C, H, W, D)."""
+        """The strength of each slice from its measured noise, shaped to broadcast over `source` (C, H, W) or
+        (C, H, W, D); only "auto" measures."""
         hu = source.detach().float().cpu().numpy()
-        if hu.ndim == 3:
-            return torch.tensor(slice_strength(self.strength, hu[0], self.ramp))
-        values = [slice_strength(self.strength, hu[0, ..., index], self.ramp) for index in range(hu.shape[-1])]
-        return torch.tensor(values).reshape(1, 1, 1, -1)
+        slices = [hu[0]] if hu.ndim == 3 else [hu[0, ..., index] for index in range(hu.shape[-1])]
+        values = torch.tensor([slice_strength(self.strength, hu_slice, self.ramp) for hu_slice in slices])
+        return values.reshape((1, 1, 1) if hu.ndim == 3 else (1, 1, 1, -1))

@@ -80,7 +80,12 @@ def network_record(
         "hu_window": [float(hu_window[0]), float(hu_window[1])],
         "output": OUTPUT_MODE,
     }
-    return record if noise_ramp_hu is None else {**record, NOISE_RAMP_KEY: [float(level) for level in noise_ramp_hu]}
+    return record if noise_ramp_hu is None else with_noise_ramp(record, noise_ramp_hu)
+
+
+def with_noise_ramp(record: Mapping[str, Any], noise_ramp_hu: Sequence[float]) -> dict[str, Any]:
+    """`record` with the noise ramp of strength "auto" recorded."""
+    return {**record, NOISE_RAMP_KEY: [float(level) for level in noise_ramp_hu]}
 
 
 def check_settings(held: Mapping[str, Any], wanted: Mapping[str, Any], source: str) -> None:
@@ -122,9 +127,14 @@ class ModelFile:
         return self.settings.get(key, default)
 
     @property
+    def recorded_noise_ramp_hu(self) -> list[float] | None:
+        """The noise ramp of strength "auto" the file records, if it was calibrated."""
+        return (self.record or {}).get(NOISE_RAMP_KEY)
+
+    @property
     def noise_strength_ramp_hu(self) -> tuple[float, float]:
         """The noise levels (HU) at which strength "auto" reaches 0 and 1: the file's calibration, else the bundle's."""
-        low, high = (self.record or {}).get(NOISE_RAMP_KEY, NOISE_STRENGTH_RAMP_HU)
+        low, high = self.recorded_noise_ramp_hu or NOISE_STRENGTH_RAMP_HU
         return float(low), float(high)
 
 
@@ -214,9 +224,14 @@ def save_model_file(
         name: (tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor).detach().cpu()
         for name, tensor in unwrap(network).state_dict().items()
     }
+    return write_model_file(path, network_record(network, hu_window, noise_ramp_hu), weights)
+
+
+def write_model_file(path: str | Path, record: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> Path:
+    """Write a record and its weights as a model file, atomically."""
     path = Path(path)
     with atomic_output(path) as temporary:
-        torch.save({RECORD_KEY: network_record(network, hu_window, noise_ramp_hu), WEIGHTS_KEY: weights}, temporary)
+        torch.save({RECORD_KEY: dict(record), WEIGHTS_KEY: dict(weights)}, temporary)
     return path
 
 
@@ -227,10 +242,7 @@ def save_with_noise_ramp(model_file: ModelFile, target: str | Path, noise_ramp_h
         raise FileExistsError(f"{target} is the input model file: write the calibrated copy elsewhere")
     if model_file.record is None:
         raise ModelFileError(f"model file {model_file.path} is a bare state_dict: export it with its record first")
-    record = {**model_file.record, NOISE_RAMP_KEY: [float(level) for level in noise_ramp_hu]}
-    with atomic_output(target) as temporary:
-        torch.save({RECORD_KEY: record, WEIGHTS_KEY: model_file.weights}, temporary)
-    return target
+    return write_model_file(target, with_noise_ramp(model_file.record, noise_ramp_hu), model_file.weights)
 
 
 def check_phantom_hu(size: int = 256, seed: int = 0) -> torch.Tensor:
@@ -256,8 +268,7 @@ def export_model_file(
         raise FileExistsError(f"{target} exists: pass --force to replace it")
     model = read_model_file(source)
     network = load_weights(build_generator(model, backbone=backbone), model).eval()
-    recorded_ramp = (model.record or {}).get(NOISE_RAMP_KEY)
-    save_model_file(target, network, model.hu_window, dtype=getattr(torch, dtype), noise_ramp_hu=recorded_ramp)
+    save_model_file(target, network, model.hu_window, dtype=getattr(torch, dtype), noise_ramp_hu=model.recorded_noise_ramp_hu)
     exported = read_model_file(target)
     rebuilt = load_weights(build_generator(exported), exported).eval()
     low, high = model.hu_window
