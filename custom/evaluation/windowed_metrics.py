@@ -21,9 +21,13 @@ SCORED_KEYS = (PRED_KEY, LABEL_KEY, IMAGE_KEY)
 SCORED_SOURCES = {"": PRED_KEY, "ldct_": IMAGE_KEY}
 
 
-def hu_window_postprocessing(hu_min: float, hu_max: float, keys: Sequence[str] = SCORED_KEYS) -> list[MapTransform]:
-    """Network scale [0, 1] back to HU, then one clipped copy per evaluation window named ``<key>_<window>``."""
+def hu_window_postprocessing(
+    hu_min: float, hu_max: float, keys: Sequence[str] = SCORED_KEYS, in_hu: Sequence[MapTransform] = ()
+) -> list[MapTransform]:
+    """Network scale [0, 1] back to HU, then `in_hu` (e.g. the denoising strength inference applies, so the test
+    set is scored as users get it), then one clipped copy per evaluation window named ``<key>_<window>``."""
     transforms: list[MapTransform] = [ScaleIntensityRanged(keys, a_min=0.0, a_max=1.0, b_min=hu_min, b_max=hu_max)]
+    transforms.extend(in_hu)
     for window in EVALUATION_WINDOWS:
         windowed = [f"{key}_{window.name}" for key in keys]
         transforms.append(CopyItemsd(keys, times=1, names=windowed))

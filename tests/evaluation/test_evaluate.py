@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from custom.conventions import INFERENCE_SELF_ENSEMBLE
+from custom.conventions import INFERENCE_SELF_ENSEMBLE, INFERENCE_STRENGTH, NOISE_STRENGTH_RAMP_HU
 from custom.networks.generator import EfficientNetV2Denoiser
 
 pytestmark = pytest.mark.slow  # one evaluation run through python -m monai.bundle serves every test here
@@ -160,6 +160,8 @@ def test_everything_is_logged_to_mlflow(evaluation: dict) -> None:
     assert {"ldct_ssim_w2000", "rmse_w400_std"} <= set(run.data.metrics)
     assert run.data.params["backbone"] == "tf_efficientnetv2_b0"
     assert run.data.params["self_ensemble"] == str(INFERENCE_SELF_ENSEMBLE)  # scored as inference.json runs it
+    assert run.data.params["strength"] == INFERENCE_STRENGTH
+    assert run.data.params["noise_ramp_hu"] == str(list(NOISE_STRENGTH_RAMP_HU))  # a bare state_dict: the default ramp
     artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
     assert {"metrics_mean_std.csv", "psnr_w400_raw.csv", "metrics.csv"} <= artifacts
     assert sum(path.endswith(".png") for path in artifacts) == NUM_FIGURES
