@@ -1,22 +1,4 @@
-"""Pair the low-dose and full-dose slices of the AAPM-Mayo LDCT data and write the bundle's datalist JSON.
-
-Two layouts are recognised (``--layout auto`` tells them apart by the Mayo folder names):
-
-* ``mayo``: the 2016 Grand Challenge download, ``<input>/<patient>/{full,quarter}_{1mm,3mm}/**/*.IMA``;
-* ``tcia``: TCIA "LDCT-and-Projection-data", one folder per patient holding a full-dose and a low-dose series,
-  told apart by SeriesDescription (or else folder names) containing "full" versus "low"/"quarter".
-
-Slices are paired within a patient by slice position (ImagePositionPatient z, or InstanceNumber when positions
-are missing), never by file order, and a pair must agree in Modality (CT), image size, pixel spacing and
-position. Whatever cannot be paired for certain is skipped and listed in ``pairing_report.tsv`` next to the
-datalist. The split is by patient; L506 is the usual test patient in the literature.
-
-Output (never inside the input folder): ``datalist.json`` = {"training": [{"low_dose", "full_dose", "patient"},
-...], "validation": [...], "test": [...]} with absolute paths to the DICOM files (MONAI's loader applies the
-rescale), or with ``--nifti`` to float32 HU NIfTI slices written under ``<output>/nifti/<patient>/``.
-
-Example: python scripts/prepare_mayo.py /data/Mayo2016 /data/mayo_prepared --thickness 3mm --nifti
-"""
+"""Command line of `custom.data.mayo`, whose docstring is this script's --help."""
 
 from __future__ import annotations
 
@@ -25,12 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import custom.data.mayo as mayo
 from custom.conventions import DEFAULT_TEST_PATIENTS
 from custom.data.mayo import DEFAULT_MAYO_THICKNESS, THICKNESSES, run
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=mayo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input_dir", type=Path, help="the Mayo or TCIA download (one folder per patient)")
     parser.add_argument("output_dir", type=Path, help="where datalist.json, pairing_report.tsv and NIfTI files go")
     parser.add_argument("--layout", choices=("auto", "mayo", "tcia"), default="auto")
