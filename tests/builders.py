@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypeVar
 
 import nibabel as nib
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from monai.bundle import ckpt_export
 from pydicom.uid import generate_uid
 
-from custom.conventions import INFERENCE_CONFIG, META_FILE
+from custom.conventions import INFERENCE_CONFIG, META_FILE, MODEL_HU_WINDOW
 from custom.networks.generator import EfficientNetV2Denoiser
 from custom.networks.model_file import WEIGHTS_KEY, save_model_file
 
@@ -23,6 +24,13 @@ CT_SMALL = Path(pydicom.data.get_testdata_file("CT_small.dcm"))
 MR_SMALL = Path(pydicom.data.get_testdata_file("MR_small.dcm"))
 RT_PLAN = Path(pydicom.data.get_testdata_file("rtplan.dcm"))
 SLICE_GAP_MM = 5.0
+HU_SPAN = MODEL_HU_WINDOW[1] - MODEL_HU_WINDOW[0]
+Scalable = TypeVar("Scalable", float, np.ndarray, torch.Tensor)
+
+
+def to_model_scale(hu: Scalable) -> Scalable:
+    """HU to the network's [0, 1] scale (the model's HU window), as the bundle's preprocessing gives it."""
+    return (hu - MODEL_HU_WINDOW[0]) / HU_SPAN
 
 
 def write_ct_series(folder: Path, positions: list[float], series_uid: str | None = None) -> list[Path]:

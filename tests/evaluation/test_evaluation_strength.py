@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from builders import TINY_BACKBONE, abdomen_phantom, perturbed_tiny_generator, to_model_scale
 from monai.bundle import ConfigParser
 
-from custom.conventions import MODEL_HU_WINDOW
 from custom.inference.denoising_strength import NoiseStrengthRamp, measured_noise_hu
 from custom.networks.model_file import save_model_file
-from tests.builders import abdomen_phantom, perturbed_tiny_generator
 
 RAMP_HU = (10.0, 20.0)
 
@@ -28,13 +27,13 @@ def evaluation_parser(repo_root: Path, model_path: Path) -> ConfigParser:
     parser.read_config([str(repo_root / "bundle/configs/train.json"), str(repo_root / "bundle/configs/evaluate.json")])
     parser["bundle_root"] = str(repo_root / "bundle")
     parser["model_path"] = str(model_path)
-    parser["backbone"] = "tf_efficientnetv2_b0"
+    parser["backbone"] = TINY_BACKBONE
     return parser
 
 
 def to_network_scale(hu: np.ndarray) -> torch.Tensor:
-    low, high = MODEL_HU_WINDOW
-    return torch.from_numpy(((hu - low) / (high - low)).astype(np.float32))[None]
+    """A (1, H, W) float32 channel-first slice on the network's scale, as the evaluation's loader gives it."""
+    return torch.from_numpy(to_model_scale(hu).astype(np.float32))[None]
 
 
 def scored_prediction(postprocessing: Callable, low_dose: np.ndarray, full_dose: np.ndarray) -> np.ndarray:

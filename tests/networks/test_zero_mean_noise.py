@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from builders import TINY_BACKBONE
+from builders import HU_SPAN, TINY_BACKBONE, to_model_scale
 
-from custom.conventions import MODEL_HU_WINDOW
 from custom.networks.generator import EfficientNetV2Denoiser
 from custom.networks.zero_mean_noise import LocalMeanRemoval
 
-HU_SPAN = MODEL_HU_WINDOW[1] - MODEL_HU_WINDOW[0]
 TISSUE_HU = 40.0
-
-
-def to_model(hu: torch.Tensor | float) -> torch.Tensor | float:
-    return (hu - MODEL_HU_WINDOW[0]) / HU_SPAN
 
 
 def test_constant_and_smooth_fields_are_removed_white_noise_is_kept() -> None:
@@ -44,7 +38,7 @@ def briefly_trained_generator(noise_mean_sigma: float | None) -> EfficientNetV2D
     torch.manual_seed(0)
     generator = EfficientNetV2Denoiser(TINY_BACKBONE, noise_mean_sigma=noise_mean_sigma)
     optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
-    target = torch.full((4, 1, 64, 64), to_model(TISSUE_HU))
+    target = torch.full((4, 1, 64, 64), to_model_scale(TISSUE_HU))
     for _ in range(5):
         noisy = target + torch.randn_like(target) * 30.0 / HU_SPAN
         loss = torch.nn.functional.l1_loss(generator(noisy), target)
@@ -59,8 +53,8 @@ def mean_shift_hu(generator: EfficientNetV2Denoiser) -> float:
     torch.manual_seed(1)
     slice_hu = TISSUE_HU + 30.0 * torch.randn(1, 1, 192, 192)
     with torch.no_grad():
-        output = generator(to_model(slice_hu))
-    return float((output - to_model(slice_hu)).mean()) * HU_SPAN
+        output = generator(to_model_scale(slice_hu))
+    return float((output - to_model_scale(slice_hu)).mean()) * HU_SPAN
 
 
 def test_briefly_trained_generator_keeps_the_mean_of_a_constant_input() -> None:
