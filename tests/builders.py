@@ -4,6 +4,9 @@ phantom, a tiny paired datalist."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +34,20 @@ Scalable = TypeVar("Scalable", float, np.ndarray, torch.Tensor)
 def to_model_scale(hu: Scalable) -> Scalable:
     """HU to the network's [0, 1] scale (the model's HU window), as the bundle's preprocessing gives it."""
     return (hu - MODEL_HU_WINDOW[0]) / HU_SPAN
+
+
+def wait_while_running(process: subprocess.Popen, done: Callable[[], bool], what: str, timeout_s: float) -> None:
+    """Polls `done` while `process` runs, so a kill lands after `what` however busy the machine; fails (killing the
+    process on a timeout) if the process ends first or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if process.poll() is not None:
+            raise AssertionError(f"the process ended before {what}")
+        if time.monotonic() >= deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"no {what} within {timeout_s:g} s")
+        time.sleep(0.02)
 
 
 def write_ct_series(folder: Path, positions: list[float], series_uid: str | None = None) -> list[Path]:

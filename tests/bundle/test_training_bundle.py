@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
+from builders import wait_while_running
 from mlflow.entities import Run
 from monai.bundle import ConfigParser
 
@@ -125,9 +125,7 @@ def test_training_records_its_run_and_a_killed_training_resumes_exactly(
     env = {**os.environ, "PYTHONPATH": str(repo_root)}
     process = subprocess.Popen(command, cwd=repo_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_checkpoint = interrupted / "models" / "checkpoints" / "checkpoint_2.pt"
-    deadline = time.monotonic() + 600
-    while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_while_running(process, first_checkpoint.exists, "the first checkpoint", 600.0)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the training ended before it could be killed"
     client, killed_run = the_run(interrupted)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import wait_while_running
 from ignite.engine import Engine
 
 from custom.engines.checkpoints import (
@@ -106,25 +107,17 @@ engine.run([0], max_epochs=10**6)
 """
 
 
-def wait_for_first_checkpoint(folder: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    """Waits for the saving loop's first complete checkpoint: a busy machine may take longer than the kill delay."""
-    deadline = time.monotonic() + timeout
-    while not checkpoints_in(folder):
-        assert process.poll() is None, "the saving loop ended before its first checkpoint"
-        assert time.monotonic() < deadline, f"no checkpoint was completed within {timeout:g} s"
-        time.sleep(0.02)
-
-
 @pytest.mark.faults
 def test_sigkill_at_any_moment_of_saving_leaves_only_loadable_checkpoints(tmp_path: Path, repo_root: Path) -> None:
     for delay in (0.4, 0.9):  # seconds after the first save: inside a save, or between two
         process = subprocess.Popen([sys.executable, "-c", SAVING_LOOP, str(tmp_path)], cwd=repo_root, stdout=subprocess.PIPE)
         assert process.stdout is not None and process.stdout.readline().strip() == b"ready"
-        wait_for_first_checkpoint(tmp_path, process)
+        wait_while_running(process, lambda: bool(checkpoints_in(tmp_path)), "a first complete checkpoint", 120.0)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
         found = checkpoints_in(tmp_path)
+        assert found, "the kill left no checkpoint"
         assert [path.name for _, path in found if checkpoint_problem(path) is not None] == []
         assert len(found) <= 2
         assert latest_checkpoint(tmp_path) == found[-1][1]
