@@ -30,7 +30,7 @@ from monai.transforms import LoadImage
 from torch import nn
 from tqdm import tqdm
 
-from custom.conventions import EVALUATION_WINDOWS
+from custom.conventions import CHANNELS_LAST, EVALUATION_WINDOWS
 from custom.data.datalist import load_paired_datalist
 from custom.evaluation.context_sensitivity import central_region_psnr
 from custom.evaluation.edge_width import edge_widths_against_reference
@@ -47,6 +47,7 @@ from custom.inference.denoising_strength import (
     slice_strength,
 )
 from custom.inference.self_ensemble import check_self_ensemble, self_ensemble
+from custom.networks.memory_format import use_channels_last
 from custom.networks.model_file import ModelFile, build_generator, load_weights
 from custom.simulation.noise_texture import soft_tissue_mask
 
@@ -59,10 +60,10 @@ def load_denoisers(
 ) -> dict[str, Denoiser]:
     """HU -> HU functions of the saved model: "whole" slice, and "tiled_<size>" for each tile size.
 
-    The network runs in float32 on `device`, averaged over `self_ensemble_size` flipped views of its input as
+    The network runs in float32 and channels-last (as inference.json does) on `device`, averaged over `self_ensemble_size` flipped views of its input as
     inference.json's `self_ensemble` does; NumPy arrays go in and come out.
     """
-    loaded: nn.Module = load_weights(build_generator(model), model).eval().to(device)
+    loaded: nn.Module = use_channels_last(load_weights(build_generator(model), model).eval().to(device), CHANNELS_LAST)
     network = partial(self_ensemble, loaded, size=check_self_ensemble(self_ensemble_size))
     low, high = model.hu_window
 

@@ -10,7 +10,9 @@ measurement), both also given as the increase over the memory in use before the 
 
 Training: patches/s of one full WGAN-GP iteration (n_critic critic steps with gradient penalty, then one
 generator step with adversarial + L1 + perceptual loss) through the bundle's own `WGANGPTrainer`, with the
-hyperparameters read from `bundle/configs/train.json` (paper: batch 128 of 64x64 patches, efficientnetv2_m).
+hyperparameters read from `bundle/configs/train.json` (paper: batch 128 of 64x64 patches, efficientnetv2_m), in
+fp32 and with autocast, each with NCHW and channels-last networks (train.json's default:
+`custom.conventions.CHANNELS_LAST`).
 
 With `self_ensemble` above 1 our models run as the mean over that many flipped views of each slice
 (`custom.inference.self_ensemble`, inference.json's default: `custom.conventions.INFERENCE_SELF_ENSEMBLE`), every
@@ -37,6 +39,7 @@ import argparse
 import contextlib
 import copy
 import functools
+import itertools
 import json
 import math
 import multiprocessing
@@ -63,6 +66,7 @@ from custom.conventions import MODEL_HU_WINDOW, TRAIN_CONFIG
 from custom.inference.self_ensemble import check_self_ensemble, self_ensemble
 from custom.io.atomic_output import write_text_atomically
 from custom.networks.generator import EfficientNetV2Denoiser
+from custom.networks.memory_format import use_channels_last
 from custom.networks.model_file import load_weights, read_model_file
 from custom.networks.red_cnn import REDCNN
 
@@ -127,6 +131,7 @@ class TrainingSettings:
     warmup_steps: int = 2
     timed_steps: int = 5
     amp_modes: tuple[bool, ...] = (False, True)
+    channels_last_modes: tuple[bool, ...] = (False, True)
 
     @classmethod
     def for_device(cls, device: str, quick: bool) -> TrainingSettings:
@@ -237,7 +242,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
 
 
 def _channels_last(model: nn.Module) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
-    model = model.to(memory_format=torch.channels_last)
+    model = use_channels_last(model)
     return model, lambda x: model(x.contiguous(memory_format=torch.channels_last))
 
 
@@ -515,7 +520,9 @@ def bundle_hu_span() -> float:
     return MODEL_HU_WINDOW[1] - MODEL_HU_WINDOW[0]
 
 
-def measure_training(settings: TrainingSettings, device: torch.device, amp: bool, seed: int) -> dict[str, Any]:
+def measure_training(
+    settings: TrainingSettings, device: torch.device, amp: bool, channels_last: bool, seed: int
+) -> dict[str, Any]:
     """Patches/s of full WGAN-GP iterations through the bundle's `WGANGPTrainer` on random patches."""
     from ignite.engine import Events
 
@@ -526,8 +533,8 @@ def measure_training(settings: TrainingSettings, device: torch.device, amp: bool
 
     hyper = load_train_hyperparameters()
     torch.manual_seed(seed)
-    generator = EfficientNetV2Denoiser(settings.backbone).to(device)
-    critic = WGANCritic(base_channels=hyper["critic_channels"]).to(device)
+    generator = use_channels_last(EfficientNetV2Denoiser(settings.backbone).to(device), channels_last)
+    critic = use_channels_last(WGANCritic(base_channels=hyper["critic_channels"]).to(device), channels_last)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random perceptual features: same cost as ImageNet ones
         perceptual = PerceptualLoss(hyper["perceptual_network"], pretrained=False).to(device)
@@ -574,6 +581,7 @@ def measure_training(settings: TrainingSettings, device: torch.device, amp: bool
         "patch_size": settings.patch_size,
         "amp": amp,
         "amp_dtype": str(autocast_dtype(device)).removeprefix("torch.") if amp else None,
+        "channels_last": channels_last,
         "n_critic": hyper["n_critic"],
         "lambda_gp": hyper["lambda_gp"],
         "lambda_adv": hyper["lambda_adv"],
@@ -646,6 +654,10 @@ def speedups(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return ratios
 
 
+def memory_format_name(channels_last: bool | None) -> str:
+    return "channels_last" if channels_last else "NCHW"
+
+
 def markdown_tables(result: dict[str, Any]) -> str:
     """The inference table (one row per model and variant) and the training table."""
     size = result["settings"]["image_size"]
@@ -673,17 +685,19 @@ def markdown_tables(result: dict[str, Any]) -> str:
     if result.get("training"):
         lines += [
             "",
-            "| training | amp | batch × patch | n_critic | s/iteration | patches/s | peak MiB |",
-            "|---|---|---|---|---|---|---|",
+            "| training | amp | memory format | batch × patch | n_critic | s/iteration | patches/s | peak MiB |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for run in result["training"]:
             if run.get("status") != "ok":
                 lines.append(
-                    f"| {run.get('backbone')} | {run.get('amp')} | {run.get('status')}: {run.get('reason', '')} | | | | |"
+                    f"| {run.get('backbone')} | {run.get('amp')} | {memory_format_name(run.get('channels_last'))} | "
+                    f"{run.get('status')}: {run.get('reason', '')} | | | | |"
                 )
                 continue
             lines.append(
-                f"| {run['backbone']} WGAN-GP | {run['amp_dtype'] or 'off'} | {run['batch_size']} × "
+                f"| {run['backbone']} WGAN-GP | {run['amp_dtype'] or 'off'} | {memory_format_name(run['channels_last'])} | "
+                f"{run['batch_size']} × "
                 f"{run['patch_size']}² | {run['n_critic']} | {run['seconds_per_iteration']:.2f} | "
                 f"{run['patches_per_s']:.1f} | {run.get('peak_memory_mb', float('nan')):.0f} |"
             )
@@ -735,12 +749,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     result["speedup_vs_red_cnn"] = speedups(result["models"])
     result["training"] = []
     if not args.skip_training:
-        for amp in tqdm(training.amp_modes, desc="training", file=sys.stderr):
+        modes = list(itertools.product(training.amp_modes, training.channels_last_modes))
+        for amp, channels_last in tqdm(modes, desc="training", file=sys.stderr):
             try:
-                result["training"].append(measure_training(training, device, amp, settings.seed))
+                result["training"].append(measure_training(training, device, amp, channels_last, settings.seed))
             except Exception as error:
                 result["training"].append(
-                    {"status": "failed", "backbone": training.backbone, "amp": amp, "reason": f"{type(error).__name__}: {error}"}
+                    {
+                        "status": "failed",
+                        "backbone": training.backbone,
+                        "amp": amp,
+                        "channels_last": channels_last,
+                        "reason": f"{type(error).__name__}: {error}",
+                    }
                 )
     result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     return result

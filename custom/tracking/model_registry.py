@@ -75,10 +75,12 @@ class HUDenoiser(PythonModel):
     """MLflow pyfunc model: (batch, 1, height, width) float32 HU in, denoised HU out, any height and width."""
 
     def load_context(self, context: PythonModelContext) -> None:
+        from custom.conventions import CHANNELS_LAST
+        from custom.networks.memory_format import use_channels_last
         from custom.networks.model_file import build_generator, load_weights, read_model_file
 
         model = read_model_file(context.artifacts[MODEL_FILE_ARTIFACT])
-        self.network = load_weights(build_generator(model), model).eval()
+        self.network = use_channels_last(load_weights(build_generator(model), model).eval(), CHANNELS_LAST)
         self.hu_window = model.hu_window
 
     def predict(self, context: PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:

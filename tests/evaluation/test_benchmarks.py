@@ -219,10 +219,11 @@ def test_speed_json_has_every_variant_or_a_reason(script: ScriptLoader, tmp_path
     assert record["variants"]["eager_fp32"]["max_abs_diff_hu_vs_eager_fp32"] == 0
     ours = result["speedup_vs_red_cnn"]["ours_tf_efficientnetv2_b0"]
     assert set(ours["per_variant"]) <= set(benchmark_speed.VARIANTS) and ours["best_vs_best"]["ratio"] > 0
-    (training,) = result["training"]
-    assert training["status"] == "ok" and training["patches_per_s"] > 0 and training["n_critic"] >= 1
+    assert [run["channels_last"] for run in result["training"]] == [False, True]
+    for training in result["training"]:
+        assert training["status"] == "ok" and training["patches_per_s"] > 0 and training["n_critic"] >= 1
     table = (tmp_path / "speed.md").read_text()
-    assert all(variant in table for variant in benchmark_speed.VARIANTS)
+    assert all(variant in table for variant in benchmark_speed.VARIANTS) and "| NCHW |" in table
 
 
 def test_self_ensemble_runs_ours_over_flipped_views_and_red_cnn_alone() -> None:
