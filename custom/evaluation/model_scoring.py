@@ -60,8 +60,8 @@ def load_denoisers(
 ) -> dict[str, Denoiser]:
     """HU -> HU functions of the saved model: "whole" slice, and "tiled_<size>" for each tile size.
 
-    The network runs in float32 and channels-last (as inference.json does) on `device`, averaged over `self_ensemble_size` flipped views of its input as
-    inference.json's `self_ensemble` does; NumPy arrays go in and come out.
+    As inference.json runs it: in float32 and channels-last on `device`, averaged over `self_ensemble_size` flipped
+    views of its input; NumPy arrays go in and come out.
     """
     loaded: nn.Module = use_channels_last(load_weights(build_generator(model), model).eval().to(device), CHANNELS_LAST)
     network = partial(self_ensemble, loaded, size=check_self_ensemble(self_ensemble_size))

@@ -1,10 +1,11 @@
 """Channels-last memory format for a network, without changing its weights' names or its callers.
 
-Convolutions run faster on NHWC tensors with oneDNN on CPUs and with tensor cores on GPUs: on a 2-core Intel Xeon a
-training step of the B0 generator took 0.72-0.93x its NCHW time in float32 and 0.40-0.73x with bfloat16 autocast
-(the model card's "Speed"). Only the weights change format: a convolution with channels-last weights computes in
-channels-last and passes that format on, and one-channel images (every network's input and the generator's output)
-have the same strides in both layouts, so callers see no difference. The network keeps its class and `state_dict`
+oneDNN runs convolutions faster on NHWC tensors (tensor cores on GPUs too; not measured here): on a 2-core Intel
+Xeon with AMX a single training step of the B0 generator took 0.72-0.93x its NCHW time in float32 and 0.68-0.85x
+with bfloat16 autocast, and the default recipe's epochs with `--amp true` 0.71-0.90x (benchmarks.md).
+Only the weights change format: a convolution with channels-last weights computes in channels-last and passes that
+format on, and one-channel images (every network's input and the generator's output) have the same strides in both
+layouts, so callers see no difference. The network keeps its class and `state_dict`
 keys: model files and checkpoints load across formats, and `copy.deepcopy` (the EMA generator) keeps the format.
 """
 
@@ -24,11 +25,3 @@ def use_channels_last(network: ModuleT, enabled: bool = True) -> ModuleT:
     Configs wrap the expression that builds a network: `"$memory_format.use_channels_last(<network>, @channels_last)"`.
     """
     return network.to(memory_format=torch.channels_last) if enabled else network
-
-
-def uses_channels_last(network: nn.Module) -> bool:
-    """Whether `network` holds channels-last convolution weights (as `use_channels_last` leaves them)."""
-    return any(
-        weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last)
-        for weight in network.parameters()
-    )

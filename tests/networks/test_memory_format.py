@@ -13,8 +13,16 @@ from torch import nn
 
 from custom.networks.critic import WGANCritic
 from custom.networks.generator import EfficientNetV2Denoiser
-from custom.networks.memory_format import use_channels_last, uses_channels_last
+from custom.networks.memory_format import use_channels_last
 from custom.networks.red_cnn import REDCNN
+
+
+def uses_channels_last(network: nn.Module) -> bool:
+    """Whether `network` holds channels-last convolution weights (as `use_channels_last` leaves them)."""
+    return any(
+        weight.dim() == 4 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last)
+        for weight in network.parameters()
+    )
 
 
 def networks() -> dict[str, nn.Module]:
